@@ -1,0 +1,50 @@
+# gmtrust — the two commands that matter: `make run` and `make test`.
+SHELL := /bin/bash
+GO ?= go
+DATA_DIR ?= ./data
+BIN := bin/gmtrust
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+FUZZTIME ?= 15s
+
+.PHONY: all build run test deps test-deps fuzz bench lint clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/gmtrust
+
+# Initialise $(DATA_DIR) on first run (SQLite + software keystore), then serve.
+run: build
+	@if [ ! -f $(DATA_DIR)/config.yaml ]; then ./$(BIN) init --data-dir $(DATA_DIR); fi
+	./$(BIN) serve --data-dir $(DATA_DIR)
+
+# Installs what the tests need when it is missing (CI runs as root on a
+# clean machine), then runs every test, a race pass over the concurrent
+# code, and bounded fuzzing of every parser that takes outside input.
+test: test-deps
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 20m ./...
+	$(GO) test -count=1 -race -timeout 20m ./internal/store/... ./hsm/...
+	CGO_ENABLED=0 $(GO) build -o /dev/null ./cmd/gmtrust
+	$(MAKE) --no-print-directory fuzz
+
+fuzz:
+	@for t in $$(scripts/fuzz-targets.sh); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$pkg $$name for $(FUZZTIME)"; \
+		$(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
+	done
+
+test-deps:
+	@scripts/install-test-deps.sh
+
+bench: build
+	scripts/bench.sh
+
+lint:
+	gofmt -l . | (! grep .)
+	$(GO) vet ./...
+	$$($(GO) env GOPATH)/bin/staticcheck ./...
+
+clean:
+	rm -rf bin
