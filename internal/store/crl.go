@@ -1,0 +1,123 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/gmtrust/gmtrust/ca"
+)
+
+// RevokedEntries streams the CRL entries of a CA: its revoked and held
+// certificates that have not expired at now (a certificate is valid
+// through the second of its notAfter). Rows are read one at a time, so
+// memory does not grow with the number of entries. An error from fn stops
+// the scan and is returned.
+func (d *DB) RevokedEntries(ctx context.Context, caID string, now time.Time, fn func(ca.RevokedEntry) error) error {
+	rows, err := d.db.QueryContext(ctx, d.Rebind(`SELECT serial, revoked_at, reason, invalidity_date
+		FROM certificates WHERE ca_id = ? AND status IN ('revoked', 'hold') AND not_after >= ?`),
+		caID, now.Unix())
+	if err != nil {
+		return fmt.Errorf("store: revoked entries of %s: %w", caID, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			e                     ca.RevokedEntry
+			revokedAt, invalidity int64
+		)
+		if err := rows.Scan(&e.Serial, &revokedAt, &e.Reason, &invalidity); err != nil {
+			return fmt.Errorf("store: revoked entries of %s: %w", caID, err)
+		}
+		e.RevokedAt = fromUnixSec(revokedAt)
+		e.InvalidityDate = fromUnixSec(invalidity)
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("store: revoked entries of %s: %w", caID, err)
+	}
+	return nil
+}
+
+// NextCRL runs build with the next CRL number of the CA and stores the
+// CRL it returns, all in one transaction that holds a lock: a PostgreSQL
+// transaction-scoped advisory lock per CA (other CAs and issuance go on),
+// or SQLite's write lock (which does pause issuance while build runs).
+// Numbers therefore strictly increase even across processes. build may
+// leave CAID, Number and CreatedAt zero; set, they must match.
+func (d *DB) NextCRL(ctx context.Context, caID string, build func(number int64) (*ca.CRLRecord, error)) (*ca.CRLRecord, error) {
+	if caID == "" {
+		return nil, fmt.Errorf("%w: CRL without CA id", ErrInvalid)
+	}
+	var out *ca.CRLRecord
+	err := d.InTx(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
+		if d.dialect == DialectPostgres {
+			if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", d.lockKey("crl:"+caID)); err != nil {
+				return fmt.Errorf("store: CRL lock of %s: %w", caID, err)
+			}
+		}
+		var last int64
+		if err := tx.GetContext(ctx, &last, d.Rebind(`SELECT COALESCE(MAX(number), 0) FROM crls WHERE ca_id = ?`), caID); err != nil {
+			return fmt.Errorf("store: last CRL number of %s: %w", caID, err)
+		}
+		n := last + 1
+		rec, err := build(n)
+		if err != nil {
+			return fmt.Errorf("store: build CRL %d of %s: %w", n, caID, err)
+		}
+		switch {
+		case rec == nil:
+			return fmt.Errorf("%w: CRL build returned nothing", ErrInvalid)
+		case rec.CAID != "" && rec.CAID != caID:
+			return fmt.Errorf("%w: CRL built for CA %s, not %s", ErrInvalid, rec.CAID, caID)
+		case rec.Number != 0 && rec.Number != n:
+			return fmt.Errorf("%w: CRL built with number %d, not %d", ErrInvalid, rec.Number, n)
+		case len(rec.DER) == 0:
+			return fmt.Errorf("%w: CRL %d without DER", ErrInvalid, n)
+		case rec.ThisUpdate.IsZero():
+			return fmt.Errorf("%w: CRL %d without thisUpdate", ErrInvalid, n)
+		}
+		rec.CAID, rec.Number = caID, n
+		if rec.CreatedAt.IsZero() {
+			rec.CreatedAt = d.now()
+		}
+		_, err = tx.ExecContext(ctx, d.Rebind(`INSERT INTO crls (ca_id, number, this_update, next_update, der, created_at)
+			VALUES (?, ?, ?, ?, ?, ?)`),
+			rec.CAID, rec.Number, rec.ThisUpdate.Unix(), unixSec(rec.NextUpdate), rec.DER, rec.CreatedAt.UnixNano())
+		if err := mapInsertErr(err, fmt.Sprintf("CRL %d of %s", n, caID), ErrDuplicate); err != nil {
+			return err
+		}
+		out = rec
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// LatestCRL returns the CRL with the highest number of a CA, or
+// ca.ErrNotFound.
+func (d *DB) LatestCRL(ctx context.Context, caID string) (*ca.CRLRecord, error) {
+	var r struct {
+		CAID       string `db:"ca_id"`
+		Number     int64  `db:"number"`
+		ThisUpdate int64  `db:"this_update"`
+		NextUpdate int64  `db:"next_update"`
+		DER        []byte `db:"der"`
+		CreatedAt  int64  `db:"created_at"`
+	}
+	err := d.db.GetContext(ctx, &r, d.Rebind(`SELECT ca_id, number, this_update, next_update, der, created_at
+		FROM crls WHERE ca_id = ? ORDER BY number DESC LIMIT 1`), caID)
+	if err != nil {
+		return nil, notFound(err, "CRL of "+caID)
+	}
+	return &ca.CRLRecord{
+		CAID: r.CAID, Number: r.Number, ThisUpdate: fromUnixSec(r.ThisUpdate), NextUpdate: fromUnixSec(r.NextUpdate),
+		DER: r.DER, CreatedAt: fromUnixNano(r.CreatedAt),
+	}, nil
+}

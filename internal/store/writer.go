@@ -1,0 +1,234 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// WriteFunc is one write of a group commit. It runs inside a transaction
+// it shares with other callers' writes, so it must touch the database only
+// through tx, and it may run more than once: when the shared transaction
+// fails, the writes are re-run in smaller transactions so that only the
+// failing one reports the failure. It must therefore set its results
+// afresh on every run and have no side effects outside tx.
+type WriteFunc func(ctx context.Context, tx *sqlx.Tx) error
+
+// Write runs fn in a group-committed transaction and returns once that
+// transaction has committed (nil) or fn's write has definitely failed.
+//
+// If ctx is done before fn starts, fn is not run and Write returns
+// ctx.Err(). Once fn has started it runs to completion with a context that
+// keeps ctx's values but not its cancellation, and its result stands: Write
+// then waits for the commit and reports its outcome, so a nil error always
+// means durable and a non-nil one means not written (except when a commit
+// fails ambiguously, e.g. the PostgreSQL connection drops during COMMIT).
+func (d *DB) Write(ctx context.Context, fn WriteFunc) error {
+	return d.w.submit(ctx, fn)
+}
+
+// Request states; a request is claimed exactly once, by the writer
+// (started) or by a caller giving up (abandoned).
+const (
+	reqQueued int32 = iota
+	reqStarted
+	reqAbandoned
+)
+
+type writeReq struct {
+	ctx   context.Context // the caller's, cancellation removed once started
+	fn    WriteFunc
+	state atomic.Int32
+	done  chan error // buffered: the writer never waits for the caller
+}
+
+type writer struct {
+	d        *DB
+	maxBatch int
+	queue    chan *writeReq
+
+	// mu guards closed and queue sends against close(queue): submitters
+	// hold it shared while sending.
+	mu     sync.RWMutex
+	closed bool
+	wg     sync.WaitGroup
+
+	batches, writes, failed atomic.Uint64
+}
+
+// WriteStats counts the work of the group-commit writer since Open.
+type WriteStats struct {
+	Batches      uint64 // committed transactions
+	Writes       uint64 // writes committed in them
+	FailedGroups uint64 // transactions rolled back and split because a write or the commit failed
+}
+
+// WriteStats returns the group-commit counters, e.g. for metrics: Writes
+// divided by Batches is the mean batch size.
+func (d *DB) WriteStats() WriteStats {
+	return WriteStats{Batches: d.w.batches.Load(), Writes: d.w.writes.Load(), FailedGroups: d.w.failed.Load()}
+}
+
+func newWriter(d *DB, n, maxBatch int) *writer {
+	w := &writer{
+		d:        d,
+		maxBatch: maxBatch,
+		queue:    make(chan *writeReq, n*maxBatch),
+	}
+	w.wg.Add(n)
+	for range n {
+		go w.loop()
+	}
+	return w
+}
+
+func (w *writer) submit(ctx context.Context, fn WriteFunc) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r := &writeReq{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	w.mu.RLock()
+	if w.closed {
+		w.mu.RUnlock()
+		return ErrClosed
+	}
+	select {
+	case w.queue <- r:
+		w.mu.RUnlock()
+	case <-ctx.Done():
+		w.mu.RUnlock()
+		return ctx.Err()
+	}
+	select {
+	case err := <-r.done:
+		return err
+	case <-ctx.Done():
+		if r.state.CompareAndSwap(reqQueued, reqAbandoned) {
+			return ctx.Err()
+		}
+		// Too late: the write is running and its result stands.
+		return <-r.done
+	}
+}
+
+// close stops accepting writes and waits until every accepted one has
+// been answered.
+func (w *writer) close() {
+	w.mu.Lock()
+	if !w.closed {
+		w.closed = true
+		close(w.queue)
+	}
+	w.mu.Unlock()
+	w.wg.Wait()
+}
+
+func (w *writer) loop() {
+	defer w.wg.Done()
+	batch := make([]*writeReq, 0, w.maxBatch)
+	for r := range w.queue {
+		// Take whatever queued up while the previous batch committed: the
+		// batch grows with the load, and an idle store commits at once.
+		batch = append(batch[:0], r)
+	fill:
+		for len(batch) < w.maxBatch {
+			select {
+			case r, ok := <-w.queue:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		live := batch[:0]
+		for _, r := range batch {
+			if r.state.CompareAndSwap(reqQueued, reqStarted) {
+				r.ctx = context.WithoutCancel(r.ctx)
+				live = append(live, r)
+			}
+		}
+		if len(live) > 0 {
+			w.run(live)
+		}
+		clear(batch) // drop references to answered requests
+	}
+}
+
+// run commits reqs in one transaction and answers them. When a write
+// fails, the transaction is rolled back and the writes before it, the
+// failing write, and the writes after it are run again as three groups,
+// so one bad write costs a few extra commits, not one per write, and fails
+// only its own caller.
+func (w *writer) run(reqs []*writeReq) {
+	failed, err := w.tryBatch(reqs)
+	switch {
+	case err == nil:
+		w.batches.Add(1)
+		w.writes.Add(uint64(len(reqs)))
+		for _, r := range reqs {
+			r.done <- nil
+		}
+	case len(reqs) == 1:
+		w.failed.Add(1)
+		reqs[0].done <- err
+	case failed >= 0:
+		w.failed.Add(1)
+		if failed > 0 {
+			w.run(reqs[:failed])
+		}
+		w.run(reqs[failed : failed+1])
+		if failed+1 < len(reqs) {
+			w.run(reqs[failed+1:])
+		}
+	default:
+		// Begin or commit failed: nothing tells which write is to blame.
+		w.failed.Add(1)
+		w.d.log.Warn("store: group commit failed, retrying writes one by one", "writes", len(reqs), "err", err)
+		for _, r := range reqs {
+			w.run([]*writeReq{r})
+		}
+	}
+}
+
+// tryBatch runs reqs in one transaction. It returns the index of the
+// write that failed, or -1 when beginning or committing the transaction
+// failed, and the error.
+func (w *writer) tryBatch(reqs []*writeReq) (failed int, err error) {
+	ctx := context.Background()
+	release, err := w.d.acquireWrite(ctx)
+	if err != nil {
+		return -1, err
+	}
+	defer release()
+	tx, err := w.d.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return -1, fmt.Errorf("store: begin: %w", err)
+	}
+	for i, r := range reqs {
+		if err := runFn(r, tx); err != nil {
+			tx.Rollback()
+			return i, err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return -1, fmt.Errorf("store: commit: %w", err)
+	}
+	return -1, nil
+}
+
+// runFn runs one write, turning a panic into that caller's error so that a
+// bug in one write cannot take the writer, and every other caller, down.
+func runFn(r *writeReq, tx *sqlx.Tx) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("store: write panicked: %v\n%s", p, debug.Stack())
+		}
+	}()
+	return r.fn(r.ctx, tx)
+}
