@@ -307,3 +307,47 @@ func issuerFromSigner(r CARecord, signer crypto.Signer) (*issuer, error) {
 	}
 	return &issuer{rec: r, cert: cert, ski: cert.SubjectKeyId, signer: signer, alg: alg}, nil
 }
+
+// RenewDelegatedSigner makes a new key and certificate for a delegated
+// signer of the default issuing CA (e.g. the OCSP responder before its
+// certificate expires) and records both. The old one stays valid until it
+// expires, so responses it signed keep verifying.
+func (a *Authority) RenewDelegatedSigner(ctx context.Context, purpose string) (*SignerRecord, *Certificate, error) {
+	iss, err := a.issuerFor("")
+	if err != nil {
+		return nil, nil, err
+	}
+	sfx := make([]byte, 4)
+	if _, err := io.ReadFull(a.rand, sfx); err != nil {
+		return nil, nil, err
+	}
+	now := a.now()
+	org := iss.cert.Subject.Organization
+	if len(org) == 0 {
+		org = []string{iss.rec.Name}
+	}
+	rec, cert, err := NewDelegatedSigner(ctx, a.keys, a.profiles, iss, DelegatedParams{
+		Purpose: purpose, Label: purpose + "-signer-" + hex.EncodeToString(sfx), Algorithm: hsm.Algorithm(iss.rec.Algorithm),
+		CommonName: org[0] + " OCSP Responder", Organization: org[0], PublicURL: a.cfg.PublicURL, Now: now, Rand: a.rand,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := a.store.InsertCertificate(ctx, cert); err != nil {
+		return nil, nil, fmt.Errorf("ca: recording %s certificate: %w", purpose, err)
+	}
+	if err := a.store.InsertSigner(ctx, rec); err != nil {
+		return nil, nil, fmt.Errorf("ca: recording %s signer: %w", purpose, err)
+	}
+	return rec, cert, nil
+}
+
+// Issuer returns the parsed certificate of a CA, for components (such as
+// the OCSP responder) that match requests against it.
+func (a *Authority) Issuer(id string) (*smx509.Certificate, bool) {
+	iss, ok := a.issuers[id]
+	if !ok {
+		return nil, false
+	}
+	return iss.cert, true
+}
