@@ -28,8 +28,14 @@ const (
 	IssuingID = "issuing"
 )
 
-// PurposeOCSP marks the delegated OCSP signing certificate.
-const PurposeOCSP = "ocsp"
+// Purposes of delegated signers.
+const (
+	// PurposeOCSP marks the delegated OCSP signing certificate.
+	PurposeOCSP = "ocsp"
+	// PurposeSealMaker marks the seal-making system's certificate, which
+	// signs SES_SealInfo when a seal is made (GB/T 38540: always SM2).
+	PurposeSealMaker = "seal-maker"
+)
 
 // BootstrapParams describe a new hierarchy.
 type BootstrapParams struct {
@@ -172,6 +178,8 @@ func profileForPurpose(purpose string) (string, error) {
 	switch purpose {
 	case PurposeOCSP:
 		return "ocsp-signer", nil
+	case PurposeSealMaker:
+		return "seal-maker", nil
 	}
 	return "", fmt.Errorf("ca: unknown signer purpose %q", purpose)
 }
@@ -326,9 +334,14 @@ func (a *Authority) RenewDelegatedSigner(ctx context.Context, purpose string) (*
 	if len(org) == 0 {
 		org = []string{iss.rec.Name}
 	}
+	alg, cn := hsm.Algorithm(iss.rec.Algorithm), org[0]+" OCSP Responder"
+	if purpose == PurposeSealMaker {
+		// Seals are SM2 whatever the CA's own algorithm is.
+		alg, cn = hsm.SM2, org[0]+" Seal Maker"
+	}
 	rec, cert, err := NewDelegatedSigner(ctx, a.keys, a.profiles, iss, DelegatedParams{
-		Purpose: purpose, Label: purpose + "-signer-" + hex.EncodeToString(sfx), Algorithm: hsm.Algorithm(iss.rec.Algorithm),
-		CommonName: org[0] + " OCSP Responder", Organization: org[0], PublicURL: a.cfg.PublicURL, Now: now, Rand: a.rand,
+		Purpose: purpose, Label: purpose + "-signer-" + hex.EncodeToString(sfx), Algorithm: alg,
+		CommonName: cn, Organization: org[0], PublicURL: a.cfg.PublicURL, Now: now, Rand: a.rand,
 	})
 	if err != nil {
 		return nil, nil, err
