@@ -794,7 +794,7 @@ func AppendTBSResponseData(dst []byte, tmpl ResponseTemplate) ([]byte, error) {
 	}
 	responses := 0
 	for i := range tmpl.Singles {
-		n, err := tmpl.Singles[i].contentLen()
+		n, _, err := tmpl.Singles[i].contentLen()
 		if err != nil {
 			return dst, fmt.Errorf("single response %d: %w", i, err)
 		}
@@ -849,41 +849,42 @@ func checkTime(t time.Time, what string) error {
 	return nil
 }
 
-// contentLen validates s and returns the length of its SEQUENCE contents.
-func (s *SingleResponse) contentLen() (int, error) {
-	id, err := s.CertID.contentLen()
+// contentLen validates s and returns the lengths of its SEQUENCE contents
+// and of its CertID's.
+func (s *SingleResponse) contentLen() (n, idLen int, err error) {
+	idLen, err = s.CertID.contentLen()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	n := tlvSize(id)
+	n = tlvSize(idLen)
 	switch s.Status {
 	case Good, Unknown:
 		n += 2
 	case Revoked:
 		if err := checkTime(s.RevokedAt, "RevokedAt"); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		if r := s.RevocationReason; r != -1 && (r < 0 || r > 10 || r == 7) {
-			return 0, invalid("revocation reason %d is not a CRLReason", r)
+			return 0, 0, invalid("revocation reason %d is not a CRLReason", r)
 		}
 		n += tlvSize(s.revokedInfoLen())
 	default:
-		return 0, invalid("certificate status %v", s.Status)
+		return 0, 0, invalid("certificate status %v", s.Status)
 	}
 	if err := checkTime(s.ThisUpdate, "ThisUpdate"); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	n += generalizedTimeLen
 	if !s.NextUpdate.IsZero() {
 		if err := checkTime(s.NextUpdate, "NextUpdate"); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		if s.NextUpdate.Unix() <= s.ThisUpdate.Unix() {
-			return 0, invalid("NextUpdate %v is not after ThisUpdate %v", s.NextUpdate, s.ThisUpdate)
+			return 0, 0, invalid("NextUpdate %v is not after ThisUpdate %v", s.NextUpdate, s.ThisUpdate)
 		}
 		n += 2 + generalizedTimeLen
 	}
-	return n, nil
+	return n, idLen, nil
 }
 
 func (s *SingleResponse) revokedInfoLen() int {
@@ -896,9 +897,9 @@ func (s *SingleResponse) revokedInfoLen() int {
 
 // appendTo appends the SingleResponse; contentLen must have succeeded.
 func (s *SingleResponse) appendTo(dst []byte) []byte {
-	n, _ := s.contentLen()
+	n, idLen, _ := s.contentLen()
 	dst = appendHeader(dst, tagSequence, n)
-	dst = s.CertID.appendTo(dst)
+	dst = s.CertID.appendTo(dst, idLen)
 	switch s.Status {
 	case Good:
 		dst = append(dst, tagGood, 0)
@@ -950,8 +951,8 @@ func (id *CertID) contentLen() (int, error) {
 	return alg + tlvSize(len(id.IssuerNameHash)) + tlvSize(len(id.IssuerKeyHash)) + tlvSize(sn), nil
 }
 
-func (id *CertID) appendTo(dst []byte) []byte {
-	n, _ := id.contentLen()
+// appendTo appends the CertID whose contents contentLen measured as n.
+func (id *CertID) appendTo(dst []byte, n int) []byte {
 	dst = appendHeader(dst, tagSequence, n)
 	if len(id.RawHashAlgorithm) > 0 {
 		dst = append(dst, id.RawHashAlgorithm...)
@@ -985,6 +986,9 @@ func serialLen(x *big.Int) int {
 func Sign(tbs []byte, signer crypto.Signer, certs [][]byte) ([]byte, error) {
 	if !isElement(tbs, cbasn1.SEQUENCE) {
 		return nil, invalid("tbsResponseData is not one DER SEQUENCE")
+	}
+	if signer == nil {
+		return nil, errors.New("ocsp: no signer")
 	}
 	certsLen := 0
 	for i, c := range certs {

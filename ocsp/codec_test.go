@@ -1143,6 +1143,12 @@ func TestSignRejectsBadInput(t *testing.T) {
 			}
 		})
 	}
+	if _, err := Sign(tbs, nil, nil); err == nil {
+		t.Error("Sign with a nil signer succeeds")
+	}
+	if _, err := Sign(tbs, genKey(t, "ecdsa-p384"), nil); err != nil {
+		t.Errorf("Sign with P-384: %v", err)
+	}
 }
 
 func TestGeneralizedTimeEncoding(t *testing.T) {
