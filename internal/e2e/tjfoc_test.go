@@ -118,15 +118,17 @@ func tjParse(t *testing.T, p string) *tjx509.Certificate {
 	return c
 }
 
-// sm2Pub converts the public key tjfoc parsed (an *ecdsa.PublicKey on its
-// SM2 curve) to its sm2.PublicKey.
+// sm2Pub returns the SM2 public key of a certificate tjfoc parsed.
 func sm2Pub(t *testing.T, c *tjx509.Certificate) *tjsm2.PublicKey {
 	t.Helper()
-	k, ok := c.PublicKey.(*ecdsa.PublicKey)
-	if !ok || k.Curve != tjsm2.P256Sm2() {
-		t.Fatalf("tjfoc parsed a %T key, want SM2", c.PublicKey)
+	if k, ok := c.PublicKey.(*ecdsa.PublicKey); !ok || k.Curve != tjsm2.P256Sm2() {
+		t.Fatalf("tjfoc parsed a %T key, want one on the SM2 curve", c.PublicKey)
 	}
-	return &tjsm2.PublicKey{Curve: k.Curve, X: k.X, Y: k.Y}
+	pub, err := tjx509.ParseSm2PublicKey(c.RawSubjectPublicKeyInfo)
+	if err != nil {
+		t.Fatalf("tjfoc SM2 public key: %v", err)
+	}
+	return pub
 }
 
 // tjVerify checks a DER SEQUENCE{r, s} SM2 signature with tjfoc, uid nil
