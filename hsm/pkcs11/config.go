@@ -41,7 +41,8 @@ type Config struct {
 	// extra token round trip per signature); DefaultPlaintextTTL is the
 	// suggested setting for busy signers.
 	PlaintextTTL time.Duration
-	// Now is the clock; nil means time.Now.
+	// Now is the clock for PlaintextTTL, SelfTest and the pacing of token
+	// rescans; nil means time.Now.
 	Now func() time.Time
 }
 

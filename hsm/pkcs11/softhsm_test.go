@@ -960,6 +960,7 @@ func TestTokenUnavailable(t *testing.T) {
 				if !errors.Is(err, ErrTokenUnavailable) {
 					t.Errorf("%T: sign without the token: %v, want ErrTokenUnavailable", s, err)
 				}
+				t.Logf("%T without the token: %v", s, err)
 			}
 			if _, err := m.ListKeys(ctx); !errors.Is(err, ErrTokenUnavailable) {
 				t.Errorf("ListKeys without the token: %v", err)
