@@ -55,8 +55,8 @@ type Manager struct {
 var _ hsm.KeyManager = (*Manager)(nil)
 
 // Open loads the module named by cfg.URI (once per process), finds the
-// token by label, logs in, fills nothing eagerly but one session, and in
-// KEK mode finds or creates the KEK.
+// token by label, logs in through a first session (so a wrong PIN fails
+// here, with ErrPINIncorrect), and in KEK mode finds or creates the KEK.
 func Open(ctx context.Context, cfg Config) (*Manager, error) {
 	u, err := pkcs11uri.Parse(cfg.URI)
 	if err != nil {
