@@ -118,6 +118,8 @@ func TestOpenSSLInterop(t *testing.T) {
 			in.must("crl", "generate", "--ca", "issuing")
 			o.write("crl.der", fetchCRL(t, in, "issuing"))
 			o.must("crl", "-inform", "DER", "-in", "crl.der", "-out", "crl.pem")
+			o.write("root-crl.der", fetchCRL(t, in, "root"))
+			o.must("crl", "-inform", "DER", "-in", "root-crl.der", "-out", "root-crl.pem")
 
 			if alg == "sm2" {
 				checkSM2WithOpenSSL(t, o, revoked.Serial, good.Serial)
@@ -129,16 +131,20 @@ func TestOpenSSLInterop(t *testing.T) {
 					t.Errorf("openssl verify %s: %s", kind, out)
 				}
 			}
-			crlCheck := []string{"verify", "-no-CApath", "-no-CAstore", "-crl_check", "-CRLfile", "crl.pem", "-CAfile", "root.pem", "-untrusted", "issuing.pem"}
-			// The good leaf passes the CRL check, which proves OpenSSL
-			// accepted the CRL (signature, issuer, times)...
-			if out := o.must(append(crlCheck, "ecdsa.pem")...); !strings.Contains(out, "ecdsa.pem: OK") {
-				t.Errorf("openssl verify -crl_check of a good leaf: %s", out)
-			}
-			// ...so the revoked one fails for the right reason.
-			out, err := o.run(append(crlCheck, "rsa.pem")...)
-			if err == nil || !strings.Contains(out, "certificate revoked") {
-				t.Errorf("openssl verify -crl_check of a revoked leaf: %v\n%s", err, out)
+			// -crl_check checks the leaf against the issuing CA's CRL;
+			// -crl_check_all also the issuing CA against the root's.
+			for _, mode := range [][]string{{"-crl_check"}, {"-crl_check_all", "-CRLfile", "root-crl.pem"}} {
+				crlCheck := append([]string{"verify", "-no-CApath", "-no-CAstore", "-CRLfile", "crl.pem", "-CAfile", "root.pem", "-untrusted", "issuing.pem"}, mode...)
+				// The good leaf passes, which proves OpenSSL accepted the
+				// CRLs (signature, issuer, times)...
+				if out := o.must(append(crlCheck, "ecdsa.pem")...); !strings.Contains(out, "ecdsa.pem: OK") {
+					t.Errorf("openssl verify %s of a good leaf: %s", mode[0], out)
+				}
+				// ...so the revoked one fails for the right reason.
+				out, err := o.run(append(crlCheck, "rsa.pem")...)
+				if err == nil || !strings.Contains(out, "certificate revoked") {
+					t.Errorf("openssl verify %s of a revoked leaf: %v\n%s", mode[0], err, out)
+				}
 			}
 		})
 	}
@@ -173,6 +179,13 @@ func checkSM2WithOpenSSL(t *testing.T, o *openssl, revokedSerial, goodSerial str
 	}
 	if err := dgstVerify(o, "crl.der", "issuing-pub.pem"); err != nil {
 		t.Errorf("CRL signature: %v", err)
+	}
+	if err := dgstVerify(o, "root-crl.der", "root-pub.pem"); err != nil {
+		t.Errorf("root CRL signature: %v", err)
+	}
+	// The issuing CA's key did not sign the root's CRL.
+	if err := dgstVerify(o, "root-crl.der", "issuing-pub.pem"); err == nil {
+		t.Error("root CRL verified with the issuing CA's key")
 	}
 	// Negative control: one flipped bit in the signed part must fail.
 	tbs := o.read("crl.der.tbs")
