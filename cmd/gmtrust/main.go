@@ -69,7 +69,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.PersistentFlags().StringVar(&g.dataDir, "data-dir", def, "instance data directory (env GMTRUST_DATA_DIR)")
 	root.PersistentFlags().BoolVar(&g.jsonOut, "json", false, "print JSON instead of text")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "", "log level: debug, info, warn, error (default from config)")
-	root.AddCommand(newInitCmd(g), newServeCmd(g), newCertCmd(g), newCRLCmd(g))
+	root.AddCommand(newInitCmd(g), newServeCmd(g), newCertCmd(g), newCRLCmd(g), newHSMCmd(g))
 	return root
 }
 

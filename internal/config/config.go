@@ -4,6 +4,7 @@ package config
 
 import (
 	"bytes"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/gmtrust/gmtrust/hsm/pkcs11uri"
 )
 
 // FileName is the config file inside a data directory; its presence marks
@@ -43,12 +46,139 @@ type KMS struct {
 	// PassphraseFile holds the soft keystore passphrase when
 	// GMTRUST_KEY_PASSPHRASE is not set.
 	PassphraseFile string `yaml:"passphrase_file,omitempty"`
-	// URI is the PKCS#11 token URI (RFC 7512) for Type "pkcs11".
+	// URI is the PKCS#11 token URI (RFC 7512) for Type "pkcs11": token
+	// label and module-path, and usually pin-source. It never carries a
+	// pin-value: config.yaml is not a place for the PIN.
 	URI string `yaml:"uri,omitempty"`
+	// PINSource is the file holding the token's user PIN ("file:/path" or
+	// an absolute path) when URI has no pin-source.
+	PINSource string `yaml:"pin_source,omitempty"`
 	// PoolSize bounds PKCS#11 sessions; 0 picks a default.
 	PoolSize int `yaml:"pool_size,omitempty"`
-	// Vendor names the SM2 mechanism set of an HSM that has SM2.
+	// AcquireTimeout bounds the wait for a free PKCS#11 session; 0 means
+	// the backend's default (10 s).
+	AcquireTimeout Duration `yaml:"acquire_timeout,omitempty"`
+	// Vendor names the SM2 mechanism set of an HSM that has SM2: tass,
+	// sansec, luna, ep11, or custom (with Custom). Empty means the token
+	// has no SM2 and SM2 keys are kept in KEK mode.
 	Vendor string `yaml:"vendor,omitempty"`
+	// Custom describes the SM2 mechanisms of a token not in the built-in
+	// vendor table; only with Vendor "custom".
+	Custom *VendorSM2 `yaml:"custom,omitempty"`
+	// KEKLabel is the label of the token's AES key that wraps SM2 keys in
+	// KEK mode; empty means the backend's default (gmtrust-kek).
+	KEKLabel string `yaml:"kek_label,omitempty"`
+	// PlaintextTTL is how long an SM2 key decrypted in KEK mode may stay
+	// in memory. Absent means the backend's default (5 minutes); "0s"
+	// decrypts in the token for every signature.
+	PlaintextTTL *Duration `yaml:"plaintext_ttl,omitempty"`
+}
+
+// VendorSM2 is the vendor-defined PKCS#11 values for SM2 on a token that
+// is not in the built-in table. Numbers may be written in hex (0x80000004).
+type VendorSM2 struct {
+	KeyType         uint `yaml:"key_type"`
+	KeyGenMechanism uint `yaml:"keygen_mechanism"`
+	SignMechanism   uint `yaml:"sign_mechanism"`
+	// HashesZA says the sign mechanism takes the whole message and
+	// computes SM3(ZA || M) itself.
+	HashesZA bool `yaml:"hashes_za"`
+	// Output is the signature encoding the token returns: "raw" (r||s),
+	// "der" or "auto".
+	Output string `yaml:"output"`
+	// ECParams is CKA_EC_PARAMS for key generation, in hex; empty means the
+	// OID of the SM2 curve.
+	ECParams string `yaml:"ec_params,omitempty"`
+}
+
+// ErrPINInConfig is returned by Validate when kms.uri carries the PIN
+// itself (pin-value).
+var ErrPINInConfig = errors.New("config: kms.uri must not contain pin-value: keep the PIN in a file (mode 0600) and name it with pin-source=file:/path or kms.pin_source")
+
+// PINFile returns the path of the file holding the PKCS#11 PIN: from the
+// URI's pin-source, else from PINSource.
+func (k *KMS) PINFile() (string, error) {
+	src := k.PINSource
+	if k.URI != "" {
+		u, err := pkcs11uri.Parse(k.URI)
+		if err != nil {
+			return "", fmt.Errorf("config: kms.uri: %w", err)
+		}
+		if u.PINSource != "" {
+			if src != "" && src != u.PINSource {
+				return "", fmt.Errorf("config: kms.pin_source %q and the pin-source %q of kms.uri disagree", src, u.PINSource)
+			}
+			src = u.PINSource
+		}
+	}
+	if src == "" {
+		return "", errors.New("config: kms type pkcs11 needs a PIN file: pin-source=file:/path in kms.uri, or kms.pin_source")
+	}
+	path := src
+	switch {
+	case strings.HasPrefix(src, "file://"):
+		path = strings.TrimPrefix(src, "file://")
+	case strings.HasPrefix(src, "file:"):
+		path = strings.TrimPrefix(src, "file:")
+	}
+	// Relative paths would depend on the working directory of whoever
+	// starts the service.
+	if !filepath.IsAbs(path) {
+		return "", fmt.Errorf("config: PIN source %q must be an absolute file path (file:/path)", src)
+	}
+	return path, nil
+}
+
+func (k *KMS) validate() error {
+	switch k.Type {
+	case "soft":
+		if k.URI != "" || k.PINSource != "" || k.Vendor != "" || k.Custom != nil {
+			return errors.New("config: kms.uri, pin_source, vendor and custom need kms.type pkcs11")
+		}
+		return nil
+	case "pkcs11":
+	default:
+		return fmt.Errorf("config: kms.type %q: want soft or pkcs11", k.Type)
+	}
+	if !strings.HasPrefix(k.URI, "pkcs11:") {
+		return errors.New("config: kms.uri must be a pkcs11: URI")
+	}
+	u, err := pkcs11uri.Parse(k.URI)
+	if err != nil {
+		return fmt.Errorf("config: kms.uri: %w", err)
+	}
+	switch {
+	case u.PINValue != "":
+		return ErrPINInConfig
+	case u.Token == "":
+		return errors.New("config: kms.uri needs token=<label>")
+	case u.ModulePath == "":
+		return errors.New("config: kms.uri needs module-path=<PKCS#11 library>")
+	case u.Object != "" || len(u.ID) > 0 || u.Type != "":
+		return errors.New("config: kms.uri must name a token, not an object (drop object=, id= and type=)")
+	case k.PoolSize < 0:
+		return fmt.Errorf("config: kms.pool_size %d is negative", k.PoolSize)
+	case k.AcquireTimeout.Duration < 0:
+		return errors.New("config: kms.acquire_timeout is negative")
+	case k.PlaintextTTL != nil && k.PlaintextTTL.Duration < 0:
+		return errors.New("config: kms.plaintext_ttl is negative")
+	case k.Custom != nil && k.Vendor != "custom":
+		return errors.New(`config: kms.custom is set but kms.vendor is not "custom"`)
+	case k.Vendor == "custom" && k.Custom == nil:
+		return errors.New(`config: kms.vendor "custom" needs kms.custom`)
+	}
+	if k.Custom != nil {
+		switch k.Custom.Output {
+		case "raw", "der", "auto":
+		default:
+			return fmt.Errorf("config: kms.custom.output %q: want raw, der or auto", k.Custom.Output)
+		}
+		if _, err := hex.DecodeString(k.Custom.ECParams); err != nil {
+			return fmt.Errorf("config: kms.custom.ec_params: %w", err)
+		}
+	}
+	_, err = k.PINFile()
+	return err
 }
 
 // CRL settings.
@@ -128,13 +258,8 @@ func Load(dir string, getenv func(string) string) (*Config, error) {
 
 // Validate checks the settings that would otherwise fail later.
 func (c *Config) Validate() error {
-	switch c.KMS.Type {
-	case "soft", "pkcs11":
-	default:
-		return fmt.Errorf("config: kms.type %q: want soft or pkcs11", c.KMS.Type)
-	}
-	if c.KMS.Type == "pkcs11" && !strings.HasPrefix(c.KMS.URI, "pkcs11:") {
-		return errors.New("config: kms.uri must be a pkcs11: URI")
+	if err := c.KMS.validate(); err != nil {
+		return err
 	}
 	if c.Database == "" {
 		return errors.New("config: database is empty")
