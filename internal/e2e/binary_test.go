@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/emmansun/gmsm/smx509"
@@ -448,5 +450,94 @@ func TestCRLGenerateOut(t *testing.T) {
 		if _, perr := smx509.ParseRevocationList(b); perr != nil {
 			t.Errorf("crl generate --out without --ca wrote something that is not a DER CRL: %v", perr)
 		}
+	}
+}
+
+// TestConcurrentWriters has the server and CLI processes issue at the same
+// time on one database (for SQLite, one file written by several
+// processes): every request must succeed and be recorded once.
+func TestConcurrentWriters(t *testing.T) {
+	for _, db := range []struct {
+		name string
+		dsn  func(testing.TB) string
+	}{
+		{"sqlite", func(testing.TB) string { return "" }},
+		{"postgres", testutil.PostgresDSN},
+	} {
+		t.Run(db.name, func(t *testing.T) {
+			in := newInstance(t, initOptions{database: db.dsn(t)})
+			in.start()
+			before := in.count()
+			const httpN, cliN = 16, 3
+			csrs := make([][]byte, httpN+cliN)
+			for i := range csrs {
+				csrs[i] = testutil.NewCSR(t, testutil.NewKey(t, "sm2"), testutil.CSROptions{Subject: pkix.Name{CommonName: fmt.Sprintf("并发 %d", i)}})
+			}
+			type result struct {
+				serial string
+				err    string
+			}
+			results := make(chan result, httpN+cliN)
+			var wg sync.WaitGroup
+			for i := range httpN {
+				wg.Go(func() {
+					// in.do must not call t.Fatal off the test goroutine,
+					// so errors travel back on the channel.
+					r, err := in.tryDo(http.MethodPost, "/api/v1/certificates", issueReq{CSR: string(csrs[i]), Profile: "staff-sign", Department: "load"})
+					var res issueResp
+					switch {
+					case err != nil:
+						results <- result{err: err.Error()}
+					case r.status != http.StatusCreated:
+						results <- result{err: r.String()}
+					case json.Unmarshal(r.body, &res) != nil || res.Serial == "":
+						results <- result{err: "bad answer " + string(r.body)}
+					default:
+						results <- result{serial: res.Serial}
+					}
+				})
+			}
+			for i := httpN; i < httpN+cliN; i++ {
+				f := filepath.Join(t.TempDir(), "req.csr")
+				if err := os.WriteFile(f, csrs[i], 0o600); err != nil {
+					t.Fatal(err)
+				}
+				var res struct {
+					Serial string `json:"serial"`
+				}
+				out, errOut, err := in.cli("cert", "issue", "--csr", f, "--profile", "staff-sign", "--department", "load", "--json")
+				if err != nil || json.Unmarshal([]byte(out), &res) != nil {
+					results <- result{err: fmt.Sprintf("cli: %v %s %s", err, out, errOut)}
+					continue
+				}
+				results <- result{serial: res.Serial}
+			}
+			wg.Wait()
+			close(results)
+			seen := map[string]bool{}
+			for r := range results {
+				if r.err != "" {
+					t.Errorf("concurrent issue: %s", r.err)
+					continue
+				}
+				if seen[r.serial] {
+					t.Errorf("serial %s issued twice", r.serial)
+				}
+				seen[r.serial] = true
+			}
+			items, _ := in.listAll(url.Values{"department": {"load"}}, 500)
+			if got := serialsOf(items); len(got) != len(seen) || len(seen) != httpN+cliN {
+				t.Errorf("listed %d, issued %d, want %d", len(got), len(seen), httpN+cliN)
+			}
+			for _, s := range serialsOf(items) {
+				if !seen[s] {
+					t.Errorf("listed serial %s was never returned to a client", s)
+				}
+			}
+			if got := in.count(); got != before+httpN+cliN {
+				t.Errorf("count %d, want %d", got, before+httpN+cliN)
+			}
+			in.stop()
+		})
 	}
 }
