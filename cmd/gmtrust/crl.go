@@ -16,6 +16,9 @@ func newCRLCmd(g *globals) *cobra.Command {
 		Short: "Build, sign and store a new CRL for every CA (or one with --ca)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if out != "" && caID == "" {
+				return fmt.Errorf("--out needs --ca: one file holds one CA's CRL")
+			}
 			a, err := g.open(cmd.Context())
 			if err != nil {
 				return err
@@ -34,7 +37,7 @@ func newCRLCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if out != "" && caID != "" {
+				if out != "" {
 					if err := os.WriteFile(out, crl.DER, 0o644); err != nil {
 						return err
 					}
