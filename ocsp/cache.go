@@ -1,0 +1,209 @@
+package ocsp
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"hash/maphash"
+	"math/big"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The cache maps (issuer, CertID hash algorithm, serial) to a signed
+// response. It is sharded to keep lock contention low on two cores and
+// evicts with CLOCK (second chance): a hit takes the read lock and sets an
+// atomic flag, so the hot path never takes a write lock.
+//
+// Fills are guarded by generations: a filler reads the shard's generation
+// before it goes to the store and adds its result only if no eviction or
+// flush happened in between. A response read just before a revocation was
+// recorded can therefore not land in the cache after the revocation evicted
+// the certificate.
+
+const (
+	cacheShards = 64
+	// keySize is the largest cache key: issuer index, hash, and a serial
+	// of at most 20 octets (RFC 5280), which ParseRequest enforces.
+	keySize = 2 + maxSerialLen
+)
+
+// entry is a cached answer for one certificate and hash. It is immutable
+// once added, except for the CLOCK reference bit.
+type entry struct {
+	// der is the signed response; nil for a status-only entry, which is
+	// never cached.
+	der        []byte
+	status     Status
+	reason     int
+	revokedAt  time.Time
+	thisUpdate time.Time
+	nextUpdate time.Time
+	// expires is when the cache stops serving the entry without reading
+	// the store again.
+	expires time.Time
+	// httpMaxAge caps Cache-Control max-age (shorter for "unknown").
+	httpMaxAge time.Duration
+	etag       string
+	// Header values, formatted once so that serving a hit formats
+	// nothing but max-age.
+	hdrETag, hdrLastModified, hdrExpires, hdrLength []string
+
+	ref  atomic.Bool
+	slot int // position in the shard's CLOCK ring
+}
+
+// newEntry makes a cache entry for a signed response.
+func (r *Responder) newEntry(der []byte, status Status, reason int, revokedAt, thisUpdate, nextUpdate, expires time.Time, httpMaxAge time.Duration) *entry {
+	sum := sha256.Sum256(der)
+	etag := `"` + hex.EncodeToString(sum[:8]) + `"`
+	e := &entry{
+		der: der, status: status, reason: reason, revokedAt: revokedAt,
+		thisUpdate: thisUpdate, nextUpdate: nextUpdate, expires: expires, httpMaxAge: httpMaxAge,
+		etag:            etag,
+		hdrETag:         []string{etag},
+		hdrLastModified: []string{thisUpdate.UTC().Format(http.TimeFormat)},
+		hdrLength:       []string{strconv.Itoa(len(der))},
+	}
+	if !nextUpdate.IsZero() {
+		e.hdrExpires = []string{nextUpdate.UTC().Format(http.TimeFormat)}
+	}
+	return e
+}
+
+// cacheKey appends the key of (issuer, hash, serial) to dst, which should
+// have room for keySize bytes so that building a key does not allocate.
+func cacheKey(dst []byte, issuer byte, h HashAlg, serial *big.Int) []byte {
+	n := (serial.BitLen() + 7) / 8
+	dst = append(dst, issuer, byte(h))
+	start := len(dst)
+	for range n {
+		dst = append(dst, 0)
+	}
+	serial.FillBytes(dst[start:])
+	return dst
+}
+
+type cacheShard struct {
+	mu   sync.RWMutex
+	m    map[string]*entry
+	ring []string // CLOCK ring of keys; "" marks a free slot
+	hand int
+	gen  uint64
+	_    [64]byte // keep shards on separate cache lines
+}
+
+type cache struct {
+	seed   maphash.Seed
+	shards [cacheShards]cacheShard
+}
+
+func newCache(entries int) *cache {
+	per := max(1, (entries+cacheShards-1)/cacheShards)
+	c := &cache{seed: maphash.MakeSeed()}
+	for i := range c.shards {
+		c.shards[i].m = make(map[string]*entry, per)
+		c.shards[i].ring = make([]string, per)
+	}
+	return c
+}
+
+func (c *cache) shard(key []byte) *cacheShard {
+	return &c.shards[maphash.Bytes(c.seed, key)%cacheShards]
+}
+
+// get returns the entry for key, or nil.
+func (c *cache) get(key []byte) *entry {
+	s := c.shard(key)
+	s.mu.RLock()
+	e := s.m[string(key)]
+	s.mu.RUnlock()
+	if e != nil && !e.ref.Load() {
+		e.ref.Store(true)
+	}
+	return e
+}
+
+// generation returns the shard generation to pass to add.
+func (c *cache) generation(key []byte) uint64 {
+	s := c.shard(key)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.gen
+}
+
+// add stores e under key unless the shard was evicted from or flushed
+// since gen was read. It reports whether it stored.
+func (c *cache) add(key []byte, e *entry, gen uint64) bool {
+	s := c.shard(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gen != gen {
+		return false
+	}
+	k := string(key)
+	if old, ok := s.m[k]; ok {
+		e.slot = old.slot
+		s.m[k] = e
+		return true
+	}
+	// CLOCK: advance the hand to a free slot or an entry not referenced
+	// since the hand last passed, clearing reference bits on the way.
+	// After two turns (hits setting bits again meanwhile) take whatever
+	// is under the hand.
+	for i := 0; ; i++ {
+		victim := s.ring[s.hand]
+		if victim == "" {
+			break
+		}
+		ve := s.m[victim]
+		if ve == nil || !ve.ref.Load() || i >= 2*len(s.ring) {
+			delete(s.m, victim)
+			break
+		}
+		ve.ref.Store(false)
+		s.hand = (s.hand + 1) % len(s.ring)
+	}
+	s.ring[s.hand] = k
+	e.slot = s.hand
+	s.m[k] = e
+	s.hand = (s.hand + 1) % len(s.ring)
+	return true
+}
+
+// evict removes key and invalidates fills in progress in its shard.
+func (c *cache) evict(key []byte) {
+	s := c.shard(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.gen++
+	if e, ok := s.m[string(key)]; ok {
+		s.ring[e.slot] = ""
+		delete(s.m, string(key))
+	}
+}
+
+// flush empties the cache and invalidates every fill in progress.
+func (c *cache) flush() {
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		s.gen++
+		clear(s.m)
+		clear(s.ring)
+		s.mu.Unlock()
+	}
+}
+
+func (c *cache) len() int {
+	n := 0
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.RLock()
+		n += len(s.m)
+		s.mu.RUnlock()
+	}
+	return n
+}

@@ -1,0 +1,175 @@
+package ocsp
+
+import (
+	"bytes"
+	"math/big"
+	"testing"
+)
+
+// sameShardKeys returns n distinct keys that all hash to shard 0 of c, so
+// a test can watch CLOCK at work in one shard.
+func sameShardKeys(c *cache, n int) [][]byte {
+	var keys [][]byte
+	for i := int64(1); len(keys) < n; i++ {
+		k := cacheKey(nil, 0, HashSHA1, big.NewInt(i))
+		if c.shard(k) == &c.shards[0] {
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+func TestCacheKey(t *testing.T) {
+	big20 := new(big.Int).SetBytes(bytes.Repeat([]byte{0x7f}, 20))
+	tests := []struct {
+		issuer byte
+		h      HashAlg
+		serial *big.Int
+	}{
+		{0, HashSHA1, big.NewInt(0)},
+		{0, HashSHA1, big.NewInt(1)},
+		{0, HashSHA1, big.NewInt(256)},
+		{0, HashSM3, big.NewInt(1)},
+		{1, HashSHA1, big.NewInt(1)},
+		{0, HashSHA1, big20},
+		{0, HashSHA1, new(big.Int).Rsh(big20, 8)},
+	}
+	seen := map[string]int{}
+	for i, tt := range tests {
+		var kb [keySize]byte
+		k := cacheKey(kb[:0], tt.issuer, tt.h, tt.serial)
+		if len(k) > keySize {
+			t.Errorf("%d: key of %d bytes", i, len(k))
+		}
+		if j, dup := seen[string(k)]; dup {
+			t.Errorf("cases %d and %d share key %x", j, i, k)
+		}
+		seen[string(k)] = i
+	}
+}
+
+func TestCacheClock(t *testing.T) {
+	c := newCache(4 * cacheShards) // 4 entries per shard
+	keys := sameShardKeys(c, 8)
+	e := func() *entry { return &entry{der: []byte{1}} }
+	for _, k := range keys[:4] {
+		if !c.add(k, e(), c.generation(k)) {
+			t.Fatal("add refused")
+		}
+	}
+	// keys[1] and keys[3] are hit: they get a second chance.
+	c.get(keys[1])
+	c.get(keys[3])
+	for _, k := range keys[4:6] {
+		c.add(k, e(), c.generation(k))
+	}
+	s := &c.shards[0]
+	if len(s.m) != 4 {
+		t.Fatalf("shard holds %d entries, capacity 4", len(s.m))
+	}
+	for i, want := range []bool{false, true, false, true, true, true} {
+		if got := c.get(keys[i]) != nil; got != want {
+			t.Errorf("key %d cached: %v, want %v", i, got, want)
+		}
+	}
+	// Replacing an entry keeps its slot and does not grow the shard.
+	c.add(keys[1], e(), c.generation(keys[1]))
+	if len(s.m) != 4 {
+		t.Fatalf("replacing grew the shard to %d", len(s.m))
+	}
+	// Hits on everything cannot make the shard overflow either.
+	for _, k := range keys {
+		c.get(k)
+		c.add(k, e(), c.generation(k))
+		for _, k := range keys {
+			c.get(k)
+		}
+	}
+	if len(s.m) > 4 {
+		t.Fatalf("shard holds %d entries, capacity 4", len(s.m))
+	}
+	// The ring and the map agree.
+	n := 0
+	for slot, k := range s.ring {
+		if k == "" {
+			continue
+		}
+		n++
+		if e := s.m[k]; e == nil || e.slot != slot {
+			t.Errorf("ring slot %d names %x, which the map does not place there", slot, k)
+		}
+	}
+	if n != len(s.m) {
+		t.Errorf("ring holds %d keys, map %d", n, len(s.m))
+	}
+}
+
+func TestCacheBound(t *testing.T) {
+	c := newCache(1000)
+	limit := ((1000 + cacheShards - 1) / cacheShards) * cacheShards
+	for i := range 20000 {
+		k := cacheKey(nil, byte(i%3), HashSHA256, big.NewInt(int64(i)))
+		c.add(k, &entry{}, c.generation(k))
+		if i%7 == 0 {
+			c.get(k)
+		}
+	}
+	if n := c.len(); n > limit || n < limit/2 {
+		t.Fatalf("cache holds %d entries, bound %d", n, limit)
+	}
+}
+
+// TestCacheGeneration: a fill that started before an eviction or a flush
+// in its shard is not stored: it may carry a status read before a
+// revocation.
+func TestCacheGeneration(t *testing.T) {
+	c := newCache(1024)
+	keys := sameShardKeys(c, 2)
+	k, other := keys[0], keys[1]
+	tests := []struct {
+		name    string
+		between func()
+		stored  bool
+	}{
+		{"nothing in between", func() {}, true},
+		{"eviction of the same key", func() { c.evict(k) }, false},
+		{"eviction of another key in the shard", func() { c.evict(other) }, false},
+		{"flush", c.flush, false},
+		{"a hit", func() { c.get(other) }, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c.evict(k)
+			gen := c.generation(k)
+			tt.between()
+			if got := c.add(k, &entry{der: []byte("x")}, gen); got != tt.stored {
+				t.Errorf("add = %v, want %v", got, tt.stored)
+			}
+			if got := c.get(k) != nil; got != tt.stored {
+				t.Errorf("cached = %v, want %v", got, tt.stored)
+			}
+		})
+	}
+	c.flush()
+	if c.len() != 0 {
+		t.Errorf("%d entries after flush", c.len())
+	}
+}
+
+// TestCacheHitAllocs: a hit builds its key on the stack and allocates
+// nothing.
+func TestCacheHitAllocs(t *testing.T) {
+	c := newCache(64)
+	serial := new(big.Int).SetBytes(bytes.Repeat([]byte{0x5a}, 16))
+	k := cacheKey(nil, 0, HashSHA1, serial)
+	c.add(k, &entry{der: []byte{1}}, c.generation(k))
+	allocs := testing.AllocsPerRun(100, func() {
+		var kb [keySize]byte
+		if c.get(cacheKey(kb[:0], 0, HashSHA1, serial)) == nil {
+			panic("miss")
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations per hit", allocs)
+	}
+}

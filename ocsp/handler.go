@@ -1,0 +1,270 @@
+package ocsp
+
+import (
+	"encoding/base64"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The HTTP binding (RFC 6960 appendix A, RFC 5019 section 5):
+//
+//   - POST {prefix} with the DER request as body (any Content-Type is
+//     accepted; RFC 6960 asks for application/ocsp-request).
+//   - GET {prefix}/{base64 DER}: standard base64, URL-escaped as clients
+//     send it or with raw '/' and '+'; unpadded and base64url forms are
+//     accepted too. The raw request path is used, so "//" inside the
+//     base64 survives.
+//
+// Every OCSP answer, error statuses included, is sent with HTTP 200 and
+// Content-Type application/ocsp-response: clients read the responseStatus.
+// Exceptions: a POST body over MaxRequestSize gets 413 (with a
+// malformedRequest body), other methods 405.
+//
+// Caching: a GET answered for one certificate without nonce carries the
+// RFC 5019 headers: Cache-Control "max-age=N, public, no-transform,
+// must-revalidate" with N up to nextUpdate (capped by Config.HTTPMaxAge,
+// shorter for "unknown"), Last-Modified (thisUpdate), Expires (nextUpdate)
+// and ETag, and If-None-Match / If-Modified-Since get 304. POST answers,
+// nonce answers and error statuses get "Cache-Control: no-store": HTTP
+// caches do not key on POST bodies, and a nonce answer must never be
+// replayed.
+
+// Handler serves the responder over HTTP.
+type Handler struct {
+	r      *Responder
+	prefix string
+	bufs   sync.Pool
+
+	// Header values shared by every response (never modified).
+	hdrContentType, hdrNoStore, hdrAllow []string
+}
+
+// NewHandler returns the HTTP handler of r for requests under prefix
+// (such as "/ocsp"). Mount it at prefix and prefix + "/*".
+func NewHandler(r *Responder, prefix string) *Handler {
+	return &Handler{
+		r:              r,
+		prefix:         strings.TrimRight(prefix, "/"),
+		bufs:           sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }},
+		hdrContentType: []string{"application/ocsp-response"},
+		hdrNoStore:     []string{"no-store"},
+		hdrAllow:       []string{"GET, HEAD, POST"},
+	}
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	switch req.Method {
+	case http.MethodPost:
+		h.post(w, req)
+	case http.MethodGet, http.MethodHead:
+		h.get(w, req)
+	default:
+		w.Header()["Allow"] = h.hdrAllow
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+	}
+}
+
+func (h *Handler) post(w http.ResponseWriter, req *http.Request) {
+	if req.ContentLength > MaxRequestSize {
+		h.tooLarge(w)
+		return
+	}
+	bp := h.bufs.Get().(*[]byte)
+	defer h.bufs.Put(bp)
+	body, err := readBody((*bp)[:0], req.Body, MaxRequestSize)
+	*bp = body[:0]
+	switch {
+	case err == errTooLarge:
+		h.tooLarge(w)
+		return
+	case err != nil:
+		// The client went away or sent a broken body: nothing to parse.
+		h.write(w, req, methodPOST, errorAnswer(MalformedRequest, outcomeMalformed), false)
+		return
+	}
+	h.write(w, req, methodPOST, h.r.Respond(req.Context(), body), false)
+}
+
+func (h *Handler) tooLarge(w http.ResponseWriter) {
+	h.r.metrics.requests[methodPOST][outcomeTooLarge].Inc()
+	hd := w.Header()
+	hd["Content-Type"] = h.hdrContentType
+	hd["Cache-Control"] = h.hdrNoStore
+	hd["Connection"] = []string{"close"}
+	w.WriteHeader(http.StatusRequestEntityTooLarge)
+	_, _ = w.Write(ErrorResponse(MalformedRequest))
+}
+
+// errTooLarge is readBody's "over the limit".
+var errTooLarge = errors.New("ocsp: request body exceeds MaxRequestSize")
+
+// readBody appends at most limit bytes of r to dst; errTooLarge if r holds
+// more.
+func readBody(dst []byte, r io.Reader, limit int) ([]byte, error) {
+	for {
+		if len(dst) == cap(dst) {
+			dst = append(dst, 0)[:len(dst)]
+		}
+		n, err := r.Read(dst[len(dst):min(cap(dst), limit+1)])
+		dst = dst[:len(dst)+n]
+		if len(dst) > limit {
+			return dst, errTooLarge
+		}
+		if err == io.EOF {
+			return dst, nil
+		}
+		if err != nil {
+			return dst, err
+		}
+	}
+}
+
+func (h *Handler) get(w http.ResponseWriter, req *http.Request) {
+	// EscapedPath is the path as sent (RawPath) when it is a valid
+	// encoding of Path, so '%2F' stays distinct from '/'.
+	path := req.URL.EscapedPath()
+	enc, ok := strings.CutPrefix(path, h.prefix+"/")
+	if !ok || enc == "" {
+		h.write(w, req, methodGET, errorAnswer(MalformedRequest, outcomeMalformed), false)
+		return
+	}
+	bp := h.bufs.Get().(*[]byte)
+	defer h.bufs.Put(bp)
+	der, ok := decodeGET((*bp)[:0], enc)
+	if !ok {
+		h.write(w, req, methodGET, errorAnswer(MalformedRequest, outcomeMalformed), false)
+		return
+	}
+	*bp = der[:0]
+	h.write(w, req, methodGET, h.r.Respond(req.Context(), der), true)
+}
+
+// decodeGET decodes the base64 path segment of a GET request into dst.
+func decodeGET(dst []byte, enc string) ([]byte, bool) {
+	if len(enc) > 2*base64.StdEncoding.EncodedLen(MaxRequestSize) {
+		return nil, false
+	}
+	if strings.IndexByte(enc, '%') >= 0 {
+		var ok bool
+		if enc, ok = percentDecode(enc); !ok {
+			return nil, false
+		}
+	}
+	for _, e := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if der, err := e.AppendDecode(dst, []byte(enc)); err == nil {
+			return der, true
+		}
+	}
+	return nil, false
+}
+
+// percentDecode undoes %XX escapes only; unlike url.QueryUnescape it
+// leaves '+' alone, which in base64 is data, not a space.
+func percentDecode(s string) (string, bool) {
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] != '%' {
+			b.WriteByte(s[i])
+			continue
+		}
+		if i+2 >= len(s) {
+			return "", false
+		}
+		v, err := strconv.ParseUint(s[i+1:i+3], 16, 8)
+		if err != nil {
+			return "", false
+		}
+		b.WriteByte(byte(v))
+		i += 2
+	}
+	return b.String(), true
+}
+
+// write sends an answer. cacheable marks a GET, whose one-certificate,
+// no-nonce answers get the RFC 5019 caching headers and may be 304.
+func (h *Handler) write(w http.ResponseWriter, req *http.Request, method int, a Answer, cacheable bool) {
+	hd := w.Header()
+	hd["Content-Type"] = h.hdrContentType
+	e := a.entry
+	if !cacheable || e == nil {
+		hd["Cache-Control"] = h.hdrNoStore
+		hd["Content-Length"] = []string{strconv.Itoa(len(a.DER))}
+		h.r.metrics.requests[method][a.outcome].Inc()
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(a.DER)
+		return
+	}
+	now := h.r.now()
+	maxAge := e.httpMaxAge
+	if !e.nextUpdate.IsZero() {
+		maxAge = min(maxAge, e.nextUpdate.Sub(now))
+	}
+	secs := max(int64(maxAge/time.Second), 0)
+	var cc [64]byte
+	hd["Cache-Control"] = []string{string(strconv.AppendInt(append(cc[:0], "max-age="...), secs, 10)) + ", public, no-transform, must-revalidate"}
+	hd["Last-Modified"] = e.hdrLastModified
+	if e.hdrExpires != nil {
+		hd["Expires"] = e.hdrExpires
+	}
+	hd["Etag"] = e.hdrETag
+	if notModified(req, e) {
+		delete(hd, "Content-Type")
+		h.r.metrics.requests[method][outcomeNotModified].Inc()
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	hd["Content-Length"] = e.hdrLength
+	h.r.metrics.requests[method][a.outcome].Inc()
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(a.DER)
+}
+
+// notModified evaluates the conditional headers of a GET (RFC 9110 13.2.2):
+// If-None-Match, when present, decides alone (weak comparison);
+// otherwise If-Modified-Since compares with thisUpdate.
+func notModified(req *http.Request, e *entry) bool {
+	if inm := req.Header.Get("If-None-Match"); inm != "" {
+		for tag := range strings.SplitSeq(inm, ",") {
+			tag = strings.TrimPrefix(strings.TrimSpace(tag), "W/")
+			if tag == "*" || tag == e.etag {
+				return true
+			}
+		}
+		return false
+	}
+	ims := req.Header.Get("If-Modified-Since")
+	if ims == "" {
+		return false
+	}
+	t, err := http.ParseTime(ims)
+	if err != nil {
+		return false
+	}
+	return !e.thisUpdate.Truncate(time.Second).After(t)
+}
+
+// isOCSPPath reports whether path is prefix or below it, for callers
+// that dispatch by hand.
+func (h *Handler) isOCSPPath(path string) bool {
+	return path == h.prefix || (strings.HasPrefix(path, h.prefix) && len(path) > len(h.prefix) && path[len(h.prefix)] == '/')
+}
+
+// Mux returns a handler that sends requests under the prefix to h and
+// everything else to next, without a router in between: `gmtrust serve`
+// puts it in front of the API so the hot path skips the API middleware.
+func (h *Handler) Mux(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if h.isOCSPPath(req.URL.Path) {
+			h.ServeHTTP(w, req)
+			return
+		}
+		next.ServeHTTP(w, req)
+	})
+}
