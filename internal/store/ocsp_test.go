@@ -1,0 +1,391 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gmtrust/gmtrust/ca"
+	"github.com/gmtrust/gmtrust/ocsp"
+)
+
+var testHashes = []ocsp.HashAlg{ocsp.HashSHA1, ocsp.HashSHA256, ocsp.HashSM3}
+
+func newOCSPStore(t testing.TB, db *DB, dsn string) *OCSP {
+	t.Helper()
+	s, err := NewOCSP(context.Background(), db, OCSPOptions{DSN: dsn, PollInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// fakeSigner returns a SignFunc that "signs" every claimed certificate
+// for every hash at now (DER is a label), recording what it saw.
+type fakeSigner struct {
+	mu      sync.Mutex
+	now     time.Time
+	refresh time.Duration
+	seen    []ocsp.CertStatus
+	err     error
+}
+
+func (f *fakeSigner) sign(_ context.Context, certs []ocsp.CertStatus) ([]ocsp.StoredResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return nil, f.err
+	}
+	var out []ocsp.StoredResponse
+	for _, c := range certs {
+		f.seen = append(f.seen, c)
+		for _, h := range testHashes {
+			out = append(out, ocsp.StoredResponse{
+				CAID: c.CAID, Serial: c.Serial, Hash: h, Status: c.Status, Reason: c.Reason, RevokedAt: c.RevokedAt,
+				ThisUpdate: f.now, NextUpdate: f.now.Add(24 * time.Hour), RefreshAt: f.now.Add(f.refresh),
+				DER: fmt.Appendf(nil, "%s/%s/%v/%s", c.CAID, c.Serial, h, c.Status),
+			})
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeSigner) serials() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]string, len(f.seen))
+	for i, c := range f.seen {
+		out[i] = c.Serial
+	}
+	slices.Sort(out)
+	return out
+}
+
+// claimAll runs claims of one kind until none is left and returns the
+// total claimed and signed.
+func claimAll(t testing.TB, s *OCSP, c ocsp.Claim, sign ocsp.SignFunc) (claimed, signed int) {
+	t.Helper()
+	for range 1000 {
+		res, err := s.ClaimBatch(context.Background(), c, sign)
+		if err != nil {
+			t.Fatalf("ClaimBatch: %v", err)
+		}
+		claimed += res.Claimed
+		signed += res.Signed
+		switch c.Kind {
+		case ocsp.ClaimMissing:
+			if res.Next == "" {
+				return
+			}
+			c.After = res.Next
+		default:
+			if res.Claimed == 0 {
+				return
+			}
+		}
+	}
+	t.Fatal("claims never ran out")
+	return
+}
+
+func TestOCSPClaims(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		dsn := b.newDSN(t)
+		db := openDB(t, dsn, Options{})
+		s := newOCSPStore(t, db, dsn)
+		ctx := context.Background()
+		mustInsertCA(t, db, "root")
+		mustInsertCA(t, db, "issuing")
+		now := testTime.Add(30 * 24 * time.Hour)
+
+		var live []string
+		for range 7 {
+			c := testCert("issuing")
+			mustInsertCert(t, db, c)
+			live = append(live, c.Serial)
+		}
+		expired := testCert("issuing")
+		expired.NotAfter = now.Add(-time.Hour)
+		mustInsertCert(t, db, expired)
+		other := testCert("root") // a CA not served
+		mustInsertCert(t, db, other)
+		slices.Sort(live)
+
+		f := &fakeSigner{now: now, refresh: 12 * time.Hour}
+		base := ocsp.Claim{CAIDs: []string{"issuing"}, Hashes: testHashes, Now: now, Limit: 3}
+
+		missing := base
+		missing.Kind = ocsp.ClaimMissing
+		claimed, signed := claimAll(t, s, missing, f.sign)
+		if claimed != len(live) || signed != len(live)*len(testHashes) || !slices.Equal(f.serials(), live) {
+			t.Fatalf("first pass claimed %d, signed %d, saw %v; want the %d live certificates", claimed, signed, f.serials(), len(live))
+		}
+		if claimed, _ := claimAll(t, s, missing, f.sign); claimed != 0 {
+			t.Fatalf("second pass claimed %d", claimed)
+		}
+		due := base
+		due.Kind = ocsp.ClaimDue
+		if claimed, _ := claimAll(t, s, due, f.sign); claimed != 0 {
+			t.Fatalf("nothing is due yet, claimed %d", claimed)
+		}
+		if n, err := s.DueCount(ctx, []string{"issuing"}, testHashes, now); err != nil || n != 0 {
+			t.Fatalf("DueCount %d, %v", n, err)
+		}
+		if n, err := s.ResponseCount(ctx); err != nil || n != len(live)*len(testHashes) {
+			t.Fatalf("ResponseCount %d, %v", n, err)
+		}
+
+		// A hash added to the configuration makes every certificate
+		// missing again.
+		moreHashes := append(slices.Clone(testHashes), ocsp.HashSHA512)
+		m2 := missing
+		m2.Hashes = moreHashes
+		f.seen = nil
+		if claimed, _ := claimAll(t, s, m2, func(ctx context.Context, cs []ocsp.CertStatus) ([]ocsp.StoredResponse, error) {
+			f.mu.Lock()
+			f.seen = append(f.seen, cs...)
+			f.mu.Unlock()
+			return nil, nil
+		}); claimed != len(live) {
+			t.Fatalf("with SHA-512 added, claimed %d", claimed)
+		}
+
+		// Later, everything is due once.
+		later := now.Add(13 * time.Hour)
+		due.Now = later
+		f.now, f.seen = later, nil
+		if n, err := s.DueCount(ctx, []string{"issuing"}, testHashes, later); err != nil || n != len(live) {
+			t.Fatalf("DueCount %d, %v", n, err)
+		}
+		claimed, signed = claimAll(t, s, due, f.sign)
+		if claimed != len(live) || signed != len(live)*len(testHashes) {
+			t.Fatalf("due pass claimed %d signed %d", claimed, signed)
+		}
+		if claimed, _ := claimAll(t, s, due, f.sign); claimed != 0 {
+			t.Fatalf("second due pass claimed %d", claimed)
+		}
+		r, err := s.Response(ctx, "issuing", live[0], ocsp.HashSM3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !r.ThisUpdate.Equal(later) || !r.RefreshAt.Equal(later.Add(12*time.Hour)) || r.Status != ca.StatusGood ||
+			string(r.DER) != fmt.Sprintf("issuing/%s/SM3/good", live[0]) {
+			t.Fatalf("stored %+v", r)
+		}
+		if _, err := s.Response(ctx, "issuing", expired.Serial, ocsp.HashSHA1); !errors.Is(err, ca.ErrNotFound) {
+			t.Errorf("expired certificate pre-signed: %v", err)
+		}
+		if _, err := s.Response(ctx, "issuing", live[0], ocsp.HashSHA512); !errors.Is(err, ca.ErrNotFound) {
+			t.Errorf("SHA-512: %v", err)
+		}
+
+		// A revocation makes the stored responses unservable, Reconcile
+		// marks them due, and ClaimOne re-signs with the new status.
+		if _, err := db.Revoke(ctx, ca.Revocation{CAID: "issuing", Serial: live[1], Reason: 1, At: later}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Response(ctx, "issuing", live[1], ocsp.HashSHA1); !errors.Is(err, ca.ErrNotFound) {
+			t.Fatalf("response for a status that changed: %v", err)
+		}
+		if n, err := s.Reconcile(ctx); err != nil || n != len(testHashes) {
+			t.Fatalf("Reconcile %d, %v", n, err)
+		}
+		if n, err := s.Reconcile(ctx); err != nil || n != 0 {
+			t.Fatalf("second Reconcile %d, %v", n, err)
+		}
+		if n, err := s.DueCount(ctx, []string{"issuing"}, testHashes, later); err != nil || n != 1 {
+			t.Fatalf("DueCount after reconcile %d, %v", n, err)
+		}
+		one := ocsp.Claim{Kind: ocsp.ClaimOne, CAID: "issuing", Serial: live[1], Hashes: testHashes, Now: later, Limit: 1}
+		f.seen = nil
+		res, err := s.ClaimBatch(ctx, one, f.sign)
+		if err != nil || res.Claimed != 1 || res.Signed != len(testHashes) {
+			t.Fatalf("ClaimOne %+v, %v", res, err)
+		}
+		if f.seen[0].Status != ca.StatusRevoked || f.seen[0].Reason != 1 || !f.seen[0].RevokedAt.Equal(later) {
+			t.Fatalf("ClaimOne saw %+v", f.seen[0])
+		}
+		r, err = s.Response(ctx, "issuing", live[1], ocsp.HashSHA1)
+		if err != nil || r.Status != ca.StatusRevoked || r.Reason != 1 {
+			t.Fatalf("after ClaimOne: %+v, %v", r, err)
+		}
+		// ClaimOne takes expired certificates too, and reports unknown ones.
+		one.Serial = expired.Serial
+		if res, err := s.ClaimBatch(ctx, one, f.sign); err != nil || res.Claimed != 1 {
+			t.Fatalf("ClaimOne of an expired certificate: %+v, %v", res, err)
+		}
+		one.Serial = "7e57"
+		if _, err := s.ClaimBatch(ctx, one, f.sign); !errors.Is(err, ca.ErrNotFound) {
+			t.Fatalf("ClaimOne of an unknown certificate: %v", err)
+		}
+
+		// A failing signer stores nothing; a signer answering for another
+		// certificate is refused.
+		failing := &fakeSigner{now: later, err: errors.New("HSM down")}
+		one.Serial = live[2]
+		before, _ := s.Response(ctx, "issuing", live[2], ocsp.HashSHA1)
+		if _, err := s.ClaimBatch(ctx, one, failing.sign); err == nil {
+			t.Fatal("no error from a failing signer")
+		}
+		after, _ := s.Response(ctx, "issuing", live[2], ocsp.HashSHA1)
+		if !after.ThisUpdate.Equal(before.ThisUpdate) {
+			t.Fatal("a failed claim changed the stored response")
+		}
+		if _, err := s.ClaimBatch(ctx, one, func(ctx context.Context, cs []ocsp.CertStatus) ([]ocsp.StoredResponse, error) {
+			out, err := f.sign(ctx, cs)
+			out[0].Serial = live[3]
+			return out, err
+		}); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("response for an unclaimed certificate: %v", err)
+		}
+
+		// Clean-up.
+		if err := s.DeleteResponses(ctx, "issuing", live[4]); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Response(ctx, "issuing", live[4], ocsp.HashSHA1); !errors.Is(err, ca.ErrNotFound) {
+			t.Fatalf("after DeleteResponses: %v", err)
+		}
+		n, err := s.DeleteStale(ctx, later.Add(25*time.Hour))
+		if err != nil || n == 0 {
+			t.Fatalf("DeleteStale %d, %v", n, err)
+		}
+		if n, err := s.ResponseCount(ctx); err != nil || n != 0 {
+			t.Fatalf("%d responses left, %v", n, err)
+		}
+
+		// Bad claims.
+		for _, c := range []ocsp.Claim{
+			{Kind: ocsp.ClaimDue, CAIDs: []string{"issuing"}, Now: now, Limit: 1},
+			{Kind: ocsp.ClaimDue, Hashes: testHashes, Now: now, Limit: 1},
+			{Kind: ocsp.ClaimMissing, CAIDs: []string{"issuing"}, Hashes: testHashes, Now: now, Limit: 0},
+			{Kind: ocsp.ClaimMissing, CAIDs: []string{"issuing"}, Hashes: testHashes, Now: now, Limit: 1, After: "garbage"},
+			{Kind: 99, CAIDs: []string{"issuing"}, Hashes: testHashes, Now: now, Limit: 1},
+		} {
+			if _, err := s.ClaimBatch(ctx, c, f.sign); !errors.Is(err, ErrInvalid) {
+				t.Errorf("claim %+v: %v", c, err)
+			}
+		}
+	})
+}
+
+// TestOCSPClaimsConcurrent: several processes (database handles) claiming
+// at once sign every certificate exactly once per round.
+func TestOCSPClaimsConcurrent(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		dsn := b.newDSN(t)
+		db := openDB(t, dsn, Options{})
+		mustInsertCA(t, db, "issuing")
+		var all []string
+		for range 300 {
+			c := testCert("issuing")
+			mustInsertCert(t, db, c)
+			all = append(all, c.Serial)
+		}
+		slices.Sort(all)
+		now := testTime.Add(time.Hour)
+		stores := []*OCSP{newOCSPStore(t, db, dsn)}
+		for range 2 {
+			stores = append(stores, newOCSPStore(t, openDB(t, dsn, Options{}), dsn))
+		}
+		for round, kind := range []ocsp.ClaimKind{ocsp.ClaimMissing, ocsp.ClaimDue} {
+			f := &fakeSigner{now: now, refresh: time.Hour}
+			c := ocsp.Claim{Kind: kind, CAIDs: []string{"issuing"}, Hashes: testHashes, Now: now, Limit: 16}
+			var wg sync.WaitGroup
+			for _, s := range stores {
+				wg.Go(func() { claimAll(t, s, c, f.sign) })
+			}
+			wg.Wait()
+			if got := f.serials(); !slices.Equal(got, all) {
+				t.Fatalf("round %d: %d certificates signed for %d (each must be signed once)", round, len(got), len(all))
+			}
+			now = now.Add(2 * time.Hour)
+		}
+	})
+}
+
+// TestOCSPInvalidations: a NOTIFY claim reaches another handle's listener
+// (PostgreSQL), and the revocation_events poll reports revocations made
+// without one (both databases).
+func TestOCSPInvalidations(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		dsn := b.newDSN(t)
+		db := openDB(t, dsn, Options{})
+		mustInsertCA(t, db, "issuing")
+		c1, c2 := testCert("issuing"), testCert("issuing")
+		mustInsertCert(t, db, c1)
+		mustInsertCert(t, db, c2)
+		listener, err := NewOCSP(context.Background(), openDB(t, dsn, Options{}), OCSPOptions{DSN: dsn, PollInterval: 20 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer listener.Close()
+		ctx, cancel := context.WithCancel(context.Background())
+		evicted := make(chan string, 64)
+		resets := make(chan struct{}, 64)
+		done := make(chan error, 1)
+		go func() {
+			done <- listener.ListenInvalidations(ctx,
+				func(caID, serial string) { evicted <- caID + ":" + serial },
+				func() { resets <- struct{}{} })
+		}()
+		wait := func(want string) {
+			t.Helper()
+			deadline := time.After(20 * time.Second)
+			for {
+				select {
+				case got := <-evicted:
+					if got == want {
+						return
+					}
+				case <-deadline:
+					t.Fatalf("no eviction of %s", want)
+				}
+			}
+		}
+		if b.name == DialectPostgres {
+			for range 2 { // connected, then LISTEN active
+				select {
+				case <-resets:
+				case <-time.After(20 * time.Second):
+					t.Fatal("no reset on connect")
+				}
+			}
+			s := newOCSPStore(t, db, dsn)
+			f := &fakeSigner{now: testTime}
+			if _, err := s.ClaimBatch(ctx, ocsp.Claim{Kind: ocsp.ClaimOne, CAID: "issuing", Serial: c1.Serial, Hashes: testHashes, Now: testTime, Limit: 1, Notify: true}, f.sign); err != nil {
+				t.Fatal(err)
+			}
+			wait("issuing:" + c1.Serial)
+			if err := s.DeleteResponses(ctx, "issuing", c1.Serial); err != nil {
+				t.Fatal(err)
+			}
+			wait("issuing:" + c1.Serial)
+		}
+		time.Sleep(100 * time.Millisecond) // the poller reads its starting mark
+		if _, err := db.Revoke(ctx, ca.Revocation{CAID: "issuing", Serial: c2.Serial, Reason: 1}); err != nil {
+			t.Fatal(err)
+		}
+		wait("issuing:" + c2.Serial)
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("ListenInvalidations: %v", err)
+		}
+	})
+}
+
+func TestNewOCSPNeedsDSNForPostgres(t *testing.T) {
+	pg, ok := postgresBackend(t)
+	if !ok {
+		t.Skip("GMTRUST_TEST_POSTGRES not set")
+	}
+	db := openDB(t, pg.newDSN(t), Options{})
+	if _, err := NewOCSP(context.Background(), db, OCSPOptions{}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("err %v", err)
+	}
+}
