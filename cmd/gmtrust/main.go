@@ -70,6 +70,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.PersistentFlags().BoolVar(&g.jsonOut, "json", false, "print JSON instead of text")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "", "log level: debug, info, warn, error (default from config)")
 	root.AddCommand(newInitCmd(g), newServeCmd(g), newCertCmd(g), newCRLCmd(g), newHSMCmd(g))
+	root.AddCommand(newOCSPCmd(g))
 	return root
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -47,6 +48,16 @@ func serve(ctx context.Context, g *globals, listen string) error {
 		Metrics:   a.Registry,
 		Now:       a.Now,
 	})
+	ocspOpts, err := app.OCSPOptionsFromEnv(os.Getenv)
+	if err != nil {
+		return err
+	}
+	oc, err := a.NewOCSP(ctx, ocspOpts)
+	if err != nil {
+		return err
+	}
+	defer oc.Close()
+	oc.Mount(srv.Router())
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return err
@@ -62,6 +73,7 @@ func serve(ctx context.Context, g *globals, listen string) error {
 	bg, cancelBG := context.WithCancel(context.Background())
 	defer cancelBG()
 	go a.Authority.RunCRLs(bg, a.Store, a.Config.CRL.Refresh.Duration)
+	go oc.Run(bg)
 
 	fmt.Fprintf(g.stdout, "gmtrust %s serving on http://%s (API under /api/v1, public URL %s)\n", version, ln.Addr(), a.Config.PublicURL)
 	fmt.Fprintf(g.stdout, "  admin token: %s\n", filepath.Join(a.Dir, app.AdminTokenFile))
