@@ -29,8 +29,6 @@ var (
 	oidExtSAN              = asn1.ObjectIdentifier{2, 5, 29, 17}
 	oidExtBasicConstraints = asn1.ObjectIdentifier{2, 5, 29, 19}
 	oidExtCRLNumber        = asn1.ObjectIdentifier{2, 5, 29, 20}
-	oidExtReasonCode       = asn1.ObjectIdentifier{2, 5, 29, 21}
-	oidExtInvalidityDate   = asn1.ObjectIdentifier{2, 5, 29, 24}
 	oidExtCRLDP            = asn1.ObjectIdentifier{2, 5, 29, 31}
 	oidExtAuthorityKeyID   = asn1.ObjectIdentifier{2, 5, 29, 35}
 	oidExtExtKeyUsage      = asn1.ObjectIdentifier{2, 5, 29, 37}
