@@ -49,7 +49,7 @@ bench: build test-deps
 # software keystore.
 bench-hsm: test-deps
 	$(GO) test -run='^$$' -bench='^(BenchmarkSign|BenchmarkP256OverheadInterleaved)$$' -benchtime=$(BENCHTIME) ./hsm/pkcs11/
-	$(GO) test -run='^$$' -bench='^BenchmarkIssueHSM$$' -benchtime=$(BENCHTIME) ./internal/app/
+	$(GO) test -run='^$$' -bench='^BenchmarkIssueHSM(Interleaved)?$$' -benchtime=$(BENCHTIME) ./internal/app/
 
 lint:
 	gofmt -l . | (! grep .)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -99,4 +100,60 @@ func openBenchInstance(b *testing.B, alg hsm.Algorithm, kms string, ttl *time.Du
 		b.Fatalf("kms %q opened as %s", kms, a.Config.KMS.Type)
 	}
 	return a
+}
+
+// BenchmarkIssueHSMInterleaved runs the comparison of BenchmarkIssueHSM
+// so that a shared machine's changing load hits both sides alike: each
+// iteration issues one batch with the software keystore and one with the
+// token (alternating which goes first), 32 concurrent callers each, and
+// the benchmark reports both rates and the token's share of the software
+// rate.
+func BenchmarkIssueHSMInterleaved(b *testing.B) {
+	sh := newSoftHSM(b)
+	tokenURI := sh.token("bench-mix", "bench-pin-2")
+	const callers, perCaller = 32, 4
+	for _, alg := range []hsm.Algorithm{hsm.ECDSAP256, hsm.SM2} {
+		b.Run(string(alg), func(b *testing.B) {
+			keyAlg := "sm2"
+			if alg != hsm.SM2 {
+				keyAlg = "ecdsa-p256"
+			}
+			csrs := make([][]byte, callers*perCaller)
+			for i := range csrs {
+				csrs[i] = testutil.NewCSR(b, testutil.NewKey(b, keyAlg), testutil.CSROptions{Subject: pkix.Name{CommonName: "hsm mix " + strconv.Itoa(i)}})
+			}
+			sides := []*app.App{openBenchInstance(b, alg, "soft", nil), openBenchInstance(b, alg, tokenURI, nil)}
+			ctx := context.Background()
+			batch := func(a *app.App) time.Duration {
+				start := time.Now()
+				var wg sync.WaitGroup
+				for c := range callers {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for j := range perCaller {
+							if _, err := a.Authority.Issue(ctx, ca.IssueRequest{CSR: csrs[c*perCaller+j], Profile: "staff-sign", Department: "bench"}); err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					}()
+				}
+				wg.Wait()
+				return time.Since(start)
+			}
+			var spent [2]time.Duration
+			b.ResetTimer()
+			for i := range b.N {
+				first := i % 2
+				spent[first] += batch(sides[first])
+				spent[1-first] += batch(sides[1-first])
+			}
+			n := float64(b.N * callers * perCaller)
+			soft, token := n/spent[0].Seconds(), n/spent[1].Seconds()
+			b.ReportMetric(soft, "soft-certs/s")
+			b.ReportMetric(token, "pkcs11-certs/s")
+			b.ReportMetric(100*token/soft, "pkcs11-%-of-soft")
+		})
+	}
 }
