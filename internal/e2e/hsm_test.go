@@ -615,3 +615,77 @@ func TestHSMFaults(t *testing.T) {
 		}
 	})
 }
+
+// TestHSMCommands covers the `gmtrust hsm` commands the hierarchy test
+// does not: list-tokens, create-key, and the commands on a software
+// keystore instance.
+func TestHSMCommands(t *testing.T) {
+	sh := newSoftHSM(t)
+	tok := sh.token("gmtrust-cmds")
+	in := newHSMInstance(t, "ecdsa-p256", tok)
+
+	// The module comes from --module, or from the instance's kms.uri.
+	type tokenJSON struct {
+		Label       string `json:"label"`
+		Serial      string `json:"serial"`
+		Initialized bool   `json:"initialized"`
+		URI         string `json:"uri"`
+	}
+	for _, args := range [][]string{{"hsm", "list-tokens", "--module", softhsmModule}, {"hsm", "list-tokens"}} {
+		var tokens []tokenJSON
+		in.mustJSON(&tokens, args...)
+		i := slices.IndexFunc(tokens, func(tj tokenJSON) bool { return tj.Label == tok.label })
+		if i < 0 || !tokens[i].Initialized || !strings.HasPrefix(tokens[i].URI, "pkcs11:token="+tok.label+";") || !strings.Contains(tokens[i].URI, "serial="+tokens[i].Serial) {
+			t.Errorf("%v: %+v", args, tokens)
+		}
+	}
+
+	for _, tc := range []struct{ alg, typ string }{{"sm2", "data"}, {"rsa-2048", "private"}, {"ecdsa-p384", "private"}} {
+		label := "extra-" + tc.alg
+		var created struct {
+			Ref       string `json:"ref"`
+			PublicKey string `json:"public_key"`
+		}
+		in.mustJSON(&created, "hsm", "create-key", "--label", label, "--algorithm", tc.alg)
+		if created.Ref != "pkcs11:token="+tok.label+";object="+label+";type="+tc.typ+"?module-path="+softhsmModule+"&pin-source=file:"+tok.pinFile {
+			t.Errorf("create-key %s: ref %q", tc.alg, created.Ref)
+		}
+		o := newOpenSSL(t)
+		o.write("pub.pem", []byte(created.PublicKey))
+		if out := o.must("pkey", "-pubin", "-in", "pub.pem", "-noout", "-text"); !strings.Contains(out, map[string]string{"sm2": "SM2", "rsa-2048": "2048 bit", "ecdsa-p384": "P-384"}[tc.alg]) {
+			t.Errorf("create-key %s: public key as OpenSSL reads it:\n%s", tc.alg, out)
+		}
+		// A label is unique on the token.
+		if _, stderr, err := in.cli("hsm", "create-key", "--label", label, "--algorithm", tc.alg); !errExit(err) || !strings.Contains(stderr, "already exists") {
+			t.Errorf("create-key with a taken label: %v %s", err, stderr)
+		}
+	}
+	var keys []listedKey
+	in.mustJSON(&keys, "hsm", "list-keys")
+	for _, label := range []string{"extra-sm2", "extra-rsa-2048", "extra-ecdsa-p384"} {
+		i := slices.IndexFunc(keys, func(k listedKey) bool { return k.Label == label })
+		if i < 0 || len(keys[i].UsedBy) != 0 {
+			t.Errorf("list-keys: %s missing or in use: %+v", label, keys)
+		}
+	}
+	if _, stderr, err := in.cli("hsm", "create-key", "--label", "x", "--algorithm", "dsa"); !errExit(err) || !strings.Contains(stderr, "unknown key algorithm") {
+		t.Errorf("create-key with a bad algorithm: %v %s", err, stderr)
+	}
+
+	// A software keystore instance: hsm test works on any key manager,
+	// the token commands say why they do not apply.
+	soft := newInstance(t, initOptions{algorithm: "ecdsa-p256"})
+	var results []keyTestResult
+	soft.mustJSON(&results, "hsm", "test", "--duration", "50ms", "--callers", "2")
+	if len(results) != 3 {
+		t.Errorf("hsm test on a soft instance: %+v", results)
+	}
+	for _, r := range results {
+		if r.Error != "" || r.Signatures < 1 || !strings.HasPrefix(r.Ref, "soft:") {
+			t.Errorf("hsm test on a soft instance: %+v", r)
+		}
+	}
+	if _, stderr, err := soft.cli("hsm", "list-keys"); !errExit(err) || !strings.Contains(stderr, "needs pkcs11") {
+		t.Errorf("list-keys on a soft instance: %v %s", err, stderr)
+	}
+}
