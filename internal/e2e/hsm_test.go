@@ -672,6 +672,30 @@ func TestHSMCommands(t *testing.T) {
 		t.Errorf("create-key with a bad algorithm: %v %s", err, stderr)
 	}
 
+	// init refuses a PIN in the URI (it would be written to config.yaml)
+	// and a PIN the token refuses, leaving no instance behind.
+	withPIN := pkcs11uri.URI{Token: tok.label, ModulePath: softhsmModule, PINValue: tok.pin}
+	wrongPIN := filepath.Join(t.TempDir(), "wrong.pin")
+	if err := os.WriteFile(wrongPIN, []byte("not-the-pin\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	badPIN := pkcs11uri.URI{Token: tok.label, ModulePath: softhsmModule, PINSource: "file:" + wrongPIN}
+	for _, c := range []struct{ kms, want string }{
+		{withPIN.String(), "must not contain pin-value"},
+		{badPIN.String(), "refused the user PIN"},
+	} {
+		dir := filepath.Join(t.TempDir(), "data")
+		cmd := exec.Command(in.bin, "init", "--data-dir", dir, "--algorithm", "ecdsa-p256", "--kms", c.kms)
+		cmd.Env = cleanEnv()
+		out, err := cmd.CombinedOutput()
+		if !errExit(err) || !strings.Contains(string(out), c.want) || strings.Contains(string(out), tok.pin) {
+			t.Errorf("init --kms %s: %v\n%s", c.kms, err, out)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "config.yaml")); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("init --kms %s left a config.yaml (%v)", c.kms, err)
+		}
+	}
+
 	// A software keystore instance: hsm test works on any key manager,
 	// the token commands say why they do not apply.
 	soft := newInstance(t, initOptions{algorithm: "ecdsa-p256"})
