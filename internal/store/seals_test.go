@@ -1,0 +1,384 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gmtrust/gmtrust/ca"
+	"github.com/gmtrust/gmtrust/seal"
+)
+
+// sealFixture is a database with a CA, a seal maker signer and a holder
+// certificate, ready for seals.
+type sealFixture struct {
+	db     *DB
+	holder *ca.Certificate
+	maker  string
+}
+
+func newSealFixture(t *testing.T, b backend) *sealFixture {
+	t.Helper()
+	// One writer, so that blockWriter holds them all.
+	db := openDB(t, b.newDSN(t), Options{Now: newTestClock().Now, Writers: 1})
+	mustInsertCA(t, db, "issuing")
+	holder := testCert("issuing")
+	holder.Profile = "seal-signer"
+	mustInsertCert(t, db, holder)
+	maker := &ca.SignerRecord{ID: "seal-maker-1", CAID: "issuing", Purpose: ca.PurposeSealMaker, KeyRef: "soft:m",
+		DER: randBytes(500), Serial: randSerial(), NotBefore: testTime, NotAfter: testTime.AddDate(3, 0, 0)}
+	if err := db.InsertSigner(context.Background(), maker); err != nil {
+		t.Fatal(err)
+	}
+	return &sealFixture{db: db, holder: holder, maker: maker.ID}
+}
+
+func (f *sealFixture) record(id, esID string) *seal.Record {
+	return &seal.Record{
+		ID: id, ESID: esID, Name: "测试单位 合同专用章", Type: seal.TypeContract, Department: "dept-a",
+		HolderCAID: f.holder.CAID, HolderSerial: f.holder.Serial, HolderKeyRef: "soft:seal-" + id, MakerSignerID: f.maker,
+		DER: randBytes(2000), PictureType: "png", Picture: randBytes(300), WidthMM: 40, HeightMM: 42,
+		ValidStart: testTime, ValidEnd: testTime.AddDate(1, 0, 0), Status: seal.SealActive, CreatedBy: "admin",
+	}
+}
+
+func (f *sealFixture) insert(t *testing.T, r *seal.Record, grants ...string) {
+	t.Helper()
+	var gs []seal.Grant
+	for _, p := range grants {
+		gs = append(gs, seal.Grant{SealID: r.ID, Principal: p, GrantedBy: "admin"})
+	}
+	if err := f.db.InsertSeal(context.Background(), r, gs); err != nil {
+		t.Fatalf("InsertSeal(%s): %v", r.ID, err)
+	}
+}
+
+func TestSealRoundTrip(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		f := newSealFixture(t, b)
+		ctx := context.Background()
+		want := f.record("s1", "37000004000000000001")
+		f.insert(t, want, "approval", "approval")
+		for name, get := range map[string]func() (*seal.Record, error){
+			"by id":   func() (*seal.Record, error) { return f.db.Seal(ctx, "s1") },
+			"by esID": func() (*seal.Record, error) { return f.db.SealByESID(ctx, want.ESID) },
+		} {
+			got, err := get()
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			if got.ID != want.ID || got.ESID != want.ESID || got.Name != want.Name || got.Type != want.Type ||
+				got.Department != want.Department || got.HolderSerial != want.HolderSerial || got.HolderKeyRef != want.HolderKeyRef ||
+				got.MakerSignerID != want.MakerSignerID || !bytes.Equal(got.DER, want.DER) || !bytes.Equal(got.Picture, want.Picture) ||
+				got.PictureType != "png" || got.WidthMM != 40 || got.HeightMM != 42 || !got.ValidStart.Equal(want.ValidStart) ||
+				!got.ValidEnd.Equal(want.ValidEnd) || got.Status != seal.SealActive || !got.CreatedAt.Equal(want.CreatedAt) ||
+				got.CreatedBy != "admin" || !got.StatusChangedAt.IsZero() {
+				t.Fatalf("%s: got %+v, want %+v", name, got, want)
+			}
+		}
+		if _, err := f.db.Seal(ctx, "nope"); !errors.Is(err, seal.ErrNotFound) {
+			t.Errorf("missing seal: %v, want seal.ErrNotFound", err)
+		}
+		if _, err := f.db.SealByESID(ctx, "nope"); !errors.Is(err, seal.ErrNotFound) {
+			t.Errorf("missing esID: %v, want seal.ErrNotFound", err)
+		}
+		gs, err := f.db.Grants(ctx, "s1")
+		if err != nil || len(gs) != 1 || gs[0].Principal != "approval" || gs[0].GrantedBy != "admin" {
+			t.Fatalf("grants = %+v, %v (a repeated grant counts once)", gs, err)
+		}
+		if ref, err := f.db.HolderKeyRef(ctx, f.holder.CAID, f.holder.Serial); err != nil || ref != want.HolderKeyRef {
+			t.Errorf("HolderKeyRef = %q, %v", ref, err)
+		}
+		if _, err := f.db.HolderKeyRef(ctx, "issuing", "123"); !errors.Is(err, seal.ErrNotFound) {
+			t.Errorf("HolderKeyRef of an unknown certificate: %v", err)
+		}
+	})
+}
+
+func TestInsertSealRejects(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		f := newSealFixture(t, b)
+		ctx := context.Background()
+		f.insert(t, f.record("s1", "E1"))
+		dupESID := f.record("s2", "E1")
+		if err := f.db.InsertSeal(ctx, dupESID, nil); !errors.Is(err, seal.ErrDuplicate) {
+			t.Errorf("duplicate esID: %v, want seal.ErrDuplicate", err)
+		}
+		noCert := f.record("s3", "E3")
+		noCert.HolderSerial = randSerial()
+		if err := f.db.InsertSeal(ctx, noCert, nil); !errors.Is(err, ca.ErrNotFound) {
+			t.Errorf("unknown holder certificate: %v, want ca.ErrNotFound", err)
+		}
+		badGrant := f.record("s4", "E4")
+		if err := f.db.InsertSeal(ctx, badGrant, []seal.Grant{{SealID: "other", Principal: "p"}}); !errors.Is(err, ErrInvalid) {
+			t.Errorf("grant for another seal: %v, want ErrInvalid", err)
+		}
+		noDER := f.record("s5", "E5")
+		noDER.DER = nil
+		if err := f.db.InsertSeal(ctx, noDER, nil); !errors.Is(err, ErrInvalid) {
+			t.Errorf("seal without DER: %v, want ErrInvalid", err)
+		}
+		// A failed insert leaves nothing behind, grants included.
+		if n := countRows(t, f.db, "SELECT COUNT(*) FROM seals"); n != 1 {
+			t.Errorf("%d seals stored, want 1", n)
+		}
+		if n := countRows(t, f.db, "SELECT COUNT(*) FROM seal_grants"); n != 0 {
+			t.Errorf("%d grants stored, want 0", n)
+		}
+	})
+}
+
+func TestSealsListing(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		f := newSealFixture(t, b)
+		ctx := context.Background()
+		var ids []string
+		for i := range 7 {
+			r := f.record("s"+string(rune('a'+i)), "E"+string(rune('a'+i)))
+			if i%2 == 1 {
+				r.Department = "dept-b"
+			}
+			f.insert(t, r)
+			ids = append(ids, r.ID)
+		}
+		if _, err := f.db.SetSealStatus(ctx, seal.StatusChange{ID: "sa", From: []seal.SealState{seal.SealActive}, To: seal.SealSuspended}); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		cursor := ""
+		for pages := 0; ; pages++ {
+			recs, next, err := f.db.Seals(ctx, seal.Filter{Limit: 3, Cursor: cursor})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range recs {
+				if r.DER != nil || r.Picture != nil {
+					t.Fatal("a listing must not carry DER or pictures")
+				}
+				got = append(got, r.ID)
+			}
+			if next == "" {
+				break
+			}
+			if pages > 5 {
+				t.Fatal("pagination does not end")
+			}
+			cursor = next
+		}
+		if len(got) != 7 || got[0] != ids[6] || got[6] != ids[0] {
+			t.Fatalf("pages = %v, want newest first of %v", got, ids)
+		}
+		for _, tc := range []struct {
+			f    seal.Filter
+			want int
+		}{
+			{seal.Filter{Department: "dept-b"}, 3},
+			{seal.Filter{Department: "dept-a", Status: seal.SealActive}, 3},
+			{seal.Filter{Status: seal.SealSuspended}, 1},
+			{seal.Filter{Status: seal.SealRevoked}, 0},
+		} {
+			recs, _, err := f.db.Seals(ctx, tc.f)
+			if err != nil || len(recs) != tc.want {
+				t.Errorf("filter %+v: %d seals, %v; want %d", tc.f, len(recs), err, tc.want)
+			}
+		}
+		if _, _, err := f.db.Seals(ctx, seal.Filter{Cursor: "!!"}); !errors.Is(err, seal.ErrInvalidRequest) {
+			t.Errorf("bad cursor: %v, want seal.ErrInvalidRequest", err)
+		}
+	})
+}
+
+func TestSetSealStatus(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		f := newSealFixture(t, b)
+		ctx := context.Background()
+		f.insert(t, f.record("s1", "E1"))
+		at := time.Date(2025, 6, 1, 10, 0, 0, 123, time.UTC)
+		suspend := seal.StatusChange{ID: "s1", From: []seal.SealState{seal.SealActive}, To: seal.SealSuspended, By: "boss", At: at}
+		rec, err := f.db.SetSealStatus(ctx, suspend)
+		if err != nil || rec.Status != seal.SealSuspended || rec.StatusChangedBy != "boss" || !rec.StatusChangedAt.Equal(at) {
+			t.Fatalf("suspend: %+v, %v", rec, err)
+		}
+		// Not allowed from the current state: nothing changes, and the
+		// current record comes back with the conflict.
+		rec, err = f.db.SetSealStatus(ctx, suspend)
+		if !errors.Is(err, seal.ErrStateConflict) || rec == nil || rec.Status != seal.SealSuspended {
+			t.Fatalf("suspend twice: %+v, %v; want the record and ErrStateConflict", rec, err)
+		}
+		revoke := seal.StatusChange{ID: "s1", From: []seal.SealState{seal.SealActive, seal.SealSuspended}, To: seal.SealRevoked,
+			Reason: seal.RevokeRetired, By: "boss", At: at.Add(time.Hour)}
+		if rec, err = f.db.SetSealStatus(ctx, revoke); err != nil || rec.Status != seal.SealRevoked || rec.RevocationReason != seal.RevokeRetired {
+			t.Fatalf("revoke: %+v, %v", rec, err)
+		}
+		resume := seal.StatusChange{ID: "s1", From: []seal.SealState{seal.SealSuspended}, To: seal.SealActive}
+		if _, err := f.db.SetSealStatus(ctx, resume); !errors.Is(err, seal.ErrStateConflict) {
+			t.Fatalf("resume a revoked seal: %v, want ErrStateConflict", err)
+		}
+		stored, err := f.db.Seal(ctx, "s1")
+		if err != nil || stored.Status != seal.SealRevoked || !stored.StatusChangedAt.Equal(at.Add(time.Hour)) {
+			t.Fatalf("stored: %+v, %v", stored, err)
+		}
+		if _, err := f.db.SetSealStatus(ctx, seal.StatusChange{ID: "nope", From: []seal.SealState{seal.SealActive}, To: seal.SealRevoked}); !errors.Is(err, seal.ErrNotFound) {
+			t.Fatalf("unknown seal: %v", err)
+		}
+	})
+}
+
+func TestSealGrants(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		f := newSealFixture(t, b)
+		ctx := context.Background()
+		f.insert(t, f.record("s1", "E1"))
+		for range 2 {
+			if err := f.db.AddGrant(ctx, seal.Grant{SealID: "s1", Principal: "oa-system", GrantedBy: "admin"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if ok, err := f.db.Granted(ctx, "s1", "oa-system"); !ok || err != nil {
+			t.Fatalf("Granted = %v, %v", ok, err)
+		}
+		if ok, _ := f.db.Granted(ctx, "s1", "someone"); ok {
+			t.Fatal("Granted for a principal without a grant")
+		}
+		if err := f.db.AddGrant(ctx, seal.Grant{SealID: "nope", Principal: "p"}); !errors.Is(err, seal.ErrNotFound) {
+			t.Fatalf("grant on an unknown seal: %v", err)
+		}
+		if err := f.db.DeleteGrant(ctx, "s1", "oa-system"); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.db.DeleteGrant(ctx, "s1", "oa-system"); !errors.Is(err, seal.ErrNotFound) {
+			t.Fatalf("delete a missing grant: %v", err)
+		}
+		if ok, _ := f.db.Granted(ctx, "s1", "oa-system"); ok {
+			t.Fatal("grant still there after DeleteGrant")
+		}
+	})
+}
+
+func testStamp(id, sealID, principal string) *seal.StampRecord {
+	return &seal.StampRecord{ID: id, SealID: sealID, Principal: principal, At: testTime.Add(time.Hour), DataHash: randBytes(32),
+		PropertyInfo: "/Doc_0/Signs/Sign_0/Signature.xml", ApprovalRef: "审批-2025-001", Signature: randBytes(71)}
+}
+
+// TestInsertStampChecks: a stamp is recorded only while the seal is
+// active, its holder certificate good and the principal granted, checked
+// in the stamp's own transaction.
+func TestInsertStampChecks(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		f := newSealFixture(t, b)
+		ctx := context.Background()
+		f.insert(t, f.record("s1", "E1"), "oa")
+		ok := testStamp("t1", "s1", "oa")
+		if err := f.db.InsertStamp(ctx, ok); err != nil {
+			t.Fatal(err)
+		}
+		got, err := f.db.StampBySignature(ctx, ok.Signature)
+		if err != nil || got.ID != "t1" || got.Principal != "oa" || !got.At.Equal(ok.At) || !bytes.Equal(got.DataHash, ok.DataHash) ||
+			got.PropertyInfo != ok.PropertyInfo || got.ApprovalRef != ok.ApprovalRef || !got.CreatedAt.Equal(ok.CreatedAt) {
+			t.Fatalf("StampBySignature = %+v, %v; want %+v", got, err, ok)
+		}
+		if _, err := f.db.StampBySignature(ctx, randBytes(71)); !errors.Is(err, seal.ErrNotFound) {
+			t.Fatalf("unknown signature: %v", err)
+		}
+		dup := testStamp("t2", "s1", "oa")
+		dup.Signature = ok.Signature
+		if err := f.db.InsertStamp(ctx, dup); !errors.Is(err, ErrDuplicate) {
+			t.Fatalf("same signature twice: %v, want ErrDuplicate", err)
+		}
+
+		refused := func(name string, s *seal.StampRecord) {
+			t.Helper()
+			if err := f.db.InsertStamp(ctx, s); !errors.Is(err, seal.ErrStampRefused) {
+				t.Errorf("%s: %v, want ErrStampRefused", name, err)
+			}
+		}
+		refused("no grant", testStamp("t3", "s1", "stranger"))
+		refused("unknown seal", testStamp("t4", "nope", "oa"))
+		if _, err := f.db.SetSealStatus(ctx, seal.StatusChange{ID: "s1", From: []seal.SealState{seal.SealActive}, To: seal.SealSuspended}); err != nil {
+			t.Fatal(err)
+		}
+		refused("suspended", testStamp("t5", "s1", "oa"))
+		if _, err := f.db.SetSealStatus(ctx, seal.StatusChange{ID: "s1", From: []seal.SealState{seal.SealSuspended}, To: seal.SealActive}); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.db.InsertStamp(ctx, testStamp("t6", "s1", "oa")); err != nil {
+			t.Fatalf("after resume: %v", err)
+		}
+		if _, err := f.db.Revoke(ctx, ca.Revocation{CAID: f.holder.CAID, Serial: f.holder.Serial, Reason: 1, At: testTime}); err != nil {
+			t.Fatal(err)
+		}
+		refused("holder certificate revoked", testStamp("t7", "s1", "oa"))
+		if n := countRows(t, f.db, "SELECT COUNT(*) FROM stamps"); n != 2 {
+			t.Fatalf("%d stamps stored, want 2 (refusals store nothing)", n)
+		}
+	})
+}
+
+// TestStampsGroupCommit: concurrent stamps share commits, and a refused
+// one in the same batch fails alone.
+func TestStampsGroupCommit(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		f := newSealFixture(t, b)
+		ctx := context.Background()
+		f.insert(t, f.record("s1", "E1"), "oa")
+		before := f.db.WriteStats()
+		release := blockWriter(t, f.db)
+		const n = 40
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			principal := "oa"
+			if i == n/2 {
+				principal = "stranger"
+			}
+			wg.Go(func() { errs[i] = f.db.InsertStamp(ctx, testStamp(randHex(8), "s1", principal)) })
+		}
+		waitQueued(t, f.db, n)
+		release()
+		wg.Wait()
+		for i, err := range errs {
+			if i == n/2 {
+				if !errors.Is(err, seal.ErrStampRefused) {
+					t.Errorf("stamp without grant: %v", err)
+				}
+			} else if err != nil {
+				t.Errorf("stamp %d: %v", i, err)
+			}
+		}
+		st := f.db.WriteStats()
+		if batches := st.Batches - before.Batches; batches > 4 {
+			t.Errorf("%d commits for %d queued stamps: no group commit", batches, n)
+		}
+		if st.FailedGroups != before.FailedGroups {
+			t.Errorf("a refused stamp failed its batch (%d failed groups)", st.FailedGroups-before.FailedGroups)
+		}
+		// Pagination of the log.
+		var seen int
+		cursor := ""
+		for {
+			page, next, err := f.db.Stamps(ctx, "s1", cursor, 15)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := 1; i < len(page); i++ {
+				if page[i].CreatedAt.After(page[i-1].CreatedAt) {
+					t.Fatal("stamps not newest first")
+				}
+			}
+			seen += len(page)
+			if next == "" {
+				break
+			}
+			cursor = next
+		}
+		if seen != n-1 {
+			t.Fatalf("listed %d stamps, want %d", seen, n-1)
+		}
+		if _, _, err := f.db.Stamps(ctx, "s1", "garbage", 0); !errors.Is(err, seal.ErrInvalidRequest) {
+			t.Errorf("bad cursor: %v", err)
+		}
+	})
+}
