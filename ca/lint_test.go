@@ -237,9 +237,10 @@ func TestZlintProfiles(t *testing.T) {
 			Emails: []string{"zhangsan@czt.example.gov.cn"}},
 		"server-tls": {Subject: pkix.Name{CommonName: "approvals.example.gov.cn", Organization: []string{"Provincial Government"}, Country: []string{"CN"}},
 			DNS: []string{"approvals.example.gov.cn", "www.approvals.example.gov.cn"}, IPs: []net.IP{net.ParseIP("10.1.2.3")}},
-		"seal-signer": {Subject: pkix.Name{CommonName: "Finance Department Seal", Organization: []string{"Provincial Finance Department"}, Country: []string{"CN"}, SerialNumber: "11370000MB28449201"}},
-		"seal-maker":  {Subject: pkix.Name{CommonName: "Seal Making System", Organization: []string{"Provincial Government"}, Country: []string{"CN"}}},
-		"ocsp-signer": {Subject: pkix.Name{CommonName: "OCSP Responder", Organization: []string{"Provincial Government"}, Country: []string{"CN"}}},
+		"seal-signer":  {Subject: pkix.Name{CommonName: "Finance Department Seal", Organization: []string{"Provincial Finance Department"}, Country: []string{"CN"}, SerialNumber: "11370000MB28449201"}},
+		"seal-maker":   {Subject: pkix.Name{CommonName: "Seal Making System", Organization: []string{"Provincial Government"}, Country: []string{"CN"}}},
+		"ocsp-signer":  {Subject: pkix.Name{CommonName: "OCSP Responder", Organization: []string{"Provincial Government"}, Country: []string{"CN"}}},
+		"audit-signer": {Subject: pkix.Name{CommonName: "Audit Log Signer", Organization: []string{"Provincial Government"}, Country: []string{"CN"}}},
 	}
 	// Every shipped profile must be covered: a new one breaks this test
 	// until it is linted too.

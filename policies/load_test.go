@@ -13,18 +13,19 @@ import (
 
 func TestDefaultProfiles(t *testing.T) {
 	set := defaultSet(t)
-	want := []string{"ocsp-signer", "seal-maker", "seal-signer", "server-tls", "staff-enc", "staff-sign"}
+	want := []string{"audit-signer", "ocsp-signer", "seal-maker", "seal-signer", "server-tls", "staff-enc", "staff-sign"}
 	if got := set.Names(); !slices.Equal(got, want) {
 		t.Fatalf("Names() = %v, want %v", got, want)
 	}
 	// Limits the brief sets for each shipped profile.
 	limits := map[string]struct{ def, max time.Duration }{
-		"staff-sign":  {365 * 24 * time.Hour, 731 * 24 * time.Hour},
-		"staff-enc":   {365 * 24 * time.Hour, 731 * 24 * time.Hour},
-		"server-tls":  {365 * 24 * time.Hour, 398 * 24 * time.Hour},
-		"seal-signer": {1095 * 24 * time.Hour, 1827 * 24 * time.Hour},
-		"seal-maker":  {1095 * 24 * time.Hour, 1827 * 24 * time.Hour},
-		"ocsp-signer": {7 * 24 * time.Hour, 30 * 24 * time.Hour},
+		"staff-sign":   {365 * 24 * time.Hour, 731 * 24 * time.Hour},
+		"staff-enc":    {365 * 24 * time.Hour, 731 * 24 * time.Hour},
+		"server-tls":   {365 * 24 * time.Hour, 398 * 24 * time.Hour},
+		"seal-signer":  {1095 * 24 * time.Hour, 1827 * 24 * time.Hour},
+		"seal-maker":   {1095 * 24 * time.Hour, 1827 * 24 * time.Hour},
+		"ocsp-signer":  {7 * 24 * time.Hour, 30 * 24 * time.Hour},
+		"audit-signer": {365 * 24 * time.Hour, 1095 * 24 * time.Hour},
 	}
 	for _, name := range want {
 		p, err := set.Get(name)
@@ -222,7 +223,7 @@ func TestLoadDir(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"ocsp-signer", "seal-maker", "seal-signer", "server-tls", "staff-enc", "staff-sign", "test"}
+	want := []string{"audit-signer", "ocsp-signer", "seal-maker", "seal-signer", "server-tls", "staff-enc", "staff-sign", "test"}
 	if got := set.Names(); !slices.Equal(got, want) {
 		t.Fatalf("Names() = %v, want %v", got, want)
 	}

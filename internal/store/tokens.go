@@ -11,6 +11,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/gmtrust/gmtrust/ca"
+	"github.com/gmtrust/gmtrust/internal/audit"
 )
 
 // Token is an API token as stored: only the SHA-256 of the secret is
@@ -79,7 +80,12 @@ func (d *DB) insertToken(ctx context.Context, tx *sqlx.Tx, t *Token) error {
 	_, err := tx.ExecContext(ctx, d.Rebind(`INSERT INTO api_tokens
 		(id, principal, hash, created_at, expires_at, last_used_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)`),
 		t.ID, t.Principal, t.Hash, unixNano(t.CreatedAt), unixNano(t.ExpiresAt), unixNano(t.LastUsedAt), unixNano(t.RevokedAt))
-	return mapInsertErr(err, "token "+t.ID, ErrDuplicate)
+	if err := mapInsertErr(err, "token "+t.ID, ErrDuplicate); err != nil {
+		return err
+	}
+	// The hash is not logged: the id names the token.
+	return d.appendAudit(ctx, tx, "token.create", "token/"+t.ID, audit.OutcomeSuccess,
+		map[string]any{"principal": t.Principal, "expires_at": unixNano(t.ExpiresAt)})
 }
 
 // TokenByHash returns the token with the given SHA-256, revoked or expired
@@ -127,6 +133,11 @@ func (d *DB) RevokeToken(ctx context.Context, id string, at time.Time) error {
 		at = d.now()
 	}
 	return d.Write(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
+		// The audit head is locked before the token row, as every audited
+		// write does, so that two writes cannot deadlock on the pair.
+		if _, err := d.lockAuditHead(ctx, tx); err != nil {
+			return err
+		}
 		res, err := tx.ExecContext(ctx, d.Rebind(`UPDATE api_tokens
 			SET revoked_at = CASE WHEN revoked_at = 0 THEN ? ELSE revoked_at END WHERE id = ?`),
 			at.UnixNano(), id)
@@ -138,7 +149,7 @@ func (d *DB) RevokeToken(ctx context.Context, id string, at time.Time) error {
 		} else if n == 0 {
 			return fmt.Errorf("store: token %s: %w", id, ca.ErrNotFound)
 		}
-		return nil
+		return d.appendAudit(ctx, tx, "token.revoke", "token/"+id, audit.OutcomeSuccess, nil)
 	})
 }
 
