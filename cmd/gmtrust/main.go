@@ -71,6 +71,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "", "log level: debug, info, warn, error (default from config)")
 	root.AddCommand(newInitCmd(g), newServeCmd(g), newCertCmd(g), newCRLCmd(g), newHSMCmd(g))
 	root.AddCommand(newOCSPCmd(g))
+	root.AddCommand(newSealCmd(g))
 	return root
 }
 

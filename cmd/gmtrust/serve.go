@@ -58,6 +58,15 @@ func serve(ctx context.Context, g *globals, listen string) error {
 	}
 	defer oc.Close()
 	oc.Mount(srv.Router())
+	sealOpts, err := app.SealOptionsFromEnv(os.Getenv)
+	if err != nil {
+		return err
+	}
+	seals, err := a.NewSeals(ctx, sealOpts)
+	if err != nil {
+		return err
+	}
+	seals.Mount(srv)
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return err
