@@ -107,67 +107,87 @@ func TestInsertCertificateRejects(t *testing.T) {
 }
 
 // TestDuplicateSerialInBatch puts duplicates and good certificates in one
-// group-commit batch: only the duplicates fail.
+// group-commit batch, inserted row by row or with one multi-row INSERT:
+// only the duplicates fail, and the others are stored intact.
 func TestDuplicateSerialInBatch(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b backend) {
-		ctx := context.Background()
-		db := openDB(t, b.newDSN(t), Options{Writers: 1})
-		mustInsertCA(t, db, "root")
-		mustInsertCA(t, db, "issuing")
-		existing := testCert("root")
-		mustInsertCert(t, db, existing)
-
-		twin := testCert("root")
-		sameSerialOtherCA := testCert("issuing")
-		sameSerialOtherCA.Serial = existing.Serial
-		certs := []*ca.Certificate{testCert("root"), existing, testCert("root"), twin, twin, testCert("root"), sameSerialOtherCA}
-		wantErr := []bool{false, true, false, false, true, false, false}
-		// The two twins race; exactly one of them must win.
-
-		release := blockWriter(t, db)
-		errs := make([]error, len(certs))
-		done := make(chan int)
-		for i, c := range certs {
-			cp := *c
-			go func() {
-				errs[i] = db.InsertCertificate(ctx, &cp)
-				done <- i
-			}()
-		}
-		waitQueued(t, db, len(certs))
-		before := db.WriteStats()
-		release()
-		for range certs {
-			<-done
-		}
-		after := db.WriteStats()
-		if after.FailedGroups == before.FailedGroups {
-			t.Fatal("the duplicates did not share a batch with other writes")
-		}
-		dups := 0
-		for i, err := range errs {
-			switch {
-			case err == nil:
-			case errors.Is(err, ca.ErrDuplicateSerial):
-				dups++
-				if !wantErr[i] && certs[i] != twin {
-					t.Errorf("write %d: unexpected duplicate", i)
-				}
-			default:
-				t.Errorf("write %d: %v", i, err)
-			}
-		}
-		if !errors.Is(errs[1], ca.ErrDuplicateSerial) {
-			t.Errorf("re-insert of an existing serial: %v", errs[1])
-		}
-		if dups != 2 {
-			t.Errorf("%d duplicates reported, want 2", dups)
-		}
-		// 1 existing + 5 distinct new ones.
-		if n := countRows(t, db, "SELECT COUNT(*) FROM certificates"); n != 6 {
-			t.Fatalf("%d certificates stored, want 6", n)
+		for _, bulk := range []bool{false, true} {
+			t.Run(fmt.Sprintf("bulk=%v", bulk), func(t *testing.T) { testDuplicateSerialInBatch(t, b, bulk) })
 		}
 	})
+}
+
+func testDuplicateSerialInBatch(t *testing.T, b backend, bulk bool) {
+	ctx := context.Background()
+	db := openDB(t, b.newDSN(t), Options{Writers: 1, bulk: &bulk})
+	mustInsertCA(t, db, "root")
+	mustInsertCA(t, db, "issuing")
+	existing := testCert("root")
+	mustInsertCert(t, db, existing)
+
+	twin := testCert("root")
+	sameSerialOtherCA := testCert("issuing")
+	sameSerialOtherCA.Serial = existing.Serial
+	certs := []*ca.Certificate{testCert("root"), existing, testCert("root"), twin, twin, testCert("root"), sameSerialOtherCA}
+	wantErr := []bool{false, true, false, false, true, false, false}
+	// The two twins race; exactly one of them must win.
+
+	release := blockWriter(t, db)
+	errs := make([]error, len(certs))
+	done := make(chan int)
+	for i, c := range certs {
+		cp := *c
+		go func() {
+			errs[i] = db.InsertCertificate(ctx, &cp)
+			done <- i
+		}()
+	}
+	waitQueued(t, db, len(certs))
+	before := db.WriteStats()
+	release()
+	for range certs {
+		<-done
+	}
+	after := db.WriteStats()
+	if after.FailedGroups == before.FailedGroups {
+		t.Fatal("the duplicates did not share a batch with other writes")
+	}
+	dups := 0
+	for i, err := range errs {
+		switch {
+		case err == nil:
+		case errors.Is(err, ca.ErrDuplicateSerial):
+			dups++
+			if !wantErr[i] && certs[i] != twin {
+				t.Errorf("write %d: unexpected duplicate", i)
+			}
+		default:
+			t.Errorf("write %d: %v", i, err)
+		}
+	}
+	if !errors.Is(errs[1], ca.ErrDuplicateSerial) {
+		t.Errorf("re-insert of an existing serial: %v", errs[1])
+	}
+	if dups != 2 {
+		t.Errorf("%d duplicates reported, want 2", dups)
+	}
+	// 1 existing + 5 distinct new ones.
+	if n := countRows(t, db, "SELECT COUNT(*) FROM certificates"); n != 6 {
+		t.Fatalf("%d certificates stored, want 6", n)
+	}
+	for i, c := range certs {
+		if wantErr[i] || c == twin {
+			continue
+		}
+		got, err := db.Certificate(ctx, c.CAID, c.Serial)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got.DER) != string(c.DER) || got.Subject != c.Subject || !slices.Equal(got.SANs, c.SANs) ||
+			!got.NotAfter.Equal(c.NotAfter) || got.Status != ca.StatusGood {
+			t.Fatalf("write %d stored as %+v", i, got)
+		}
+	}
 }
 
 func TestCertificatesListing(t *testing.T) {
@@ -178,7 +198,7 @@ func TestCertificatesListing(t *testing.T) {
 		mustInsertCA(t, db, "issuing")
 
 		// 120 certificates across CAs, departments, profiles and statuses;
-		// every tenth pair shares a created_at to exercise the tie-breakers.
+		// pairs share a created_at to exercise the tie-breakers.
 		var all []ca.Certificate
 		base := time.Date(2025, 2, 1, 0, 0, 0, 0, time.UTC)
 		err := db.InTx(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
@@ -188,8 +208,10 @@ func TestCertificatesListing(t *testing.T) {
 				c.Profile = []string{"server", "client", "seal", "person"}[i%4]
 				c.Status = []ca.Status{ca.StatusGood, ca.StatusGood, ca.StatusRevoked, ca.StatusHold, ca.StatusGood}[i%5]
 				c.CreatedAt = base.Add(time.Duration(i/2*2) * time.Second) // pairs share a time
-				if i%20 == 0 {
-					c.Serial = fmt.Sprintf("%x", 0x1000+i/2) // same serial in both CAs at the same time
+				if i%20 < 2 {
+					// Same serial in both CAs at the same time: only ca_id
+					// orders these two.
+					c.Serial = fmt.Sprintf("%x", 0x1000+i/2)
 				}
 				if err := db.InsertCertificateTx(ctx, tx, c); err != nil {
 					return err
@@ -221,7 +243,7 @@ func TestCertificatesListing(t *testing.T) {
 			{"nothing", ca.Filter{Profile: "none"}, func(ca.Certificate) bool { return false }},
 		}
 		for _, tt := range tests {
-			for _, limit := range []int{7, 1000} {
+			for _, limit := range []int{1, 7, 1000} {
 				t.Run(fmt.Sprintf("%s/limit=%d", tt.name, limit), func(t *testing.T) {
 					var want []string
 					for _, c := range all {
@@ -317,26 +339,36 @@ func TestCertificatesMaxLimit(t *testing.T) {
 }
 
 // TestQueryPlans checks that SQLite answers the listing and CRL queries
-// from indexes, without scanning or sorting the table.
+// from the intended index, without scanning or sorting the table.
 func TestQueryPlans(t *testing.T) {
 	db, _ := newDB(t, sqliteBackend())
 	cur := cursor{CreatedAt: 1, Serial: "1", CAID: "x"}.encode()
-	filters := []ca.Filter{
-		{}, {CAID: "x"}, {Status: ca.StatusGood}, {Department: "d"}, {Profile: "p"},
-		{Cursor: cur}, {CAID: "x", Cursor: cur}, {Department: "d", Cursor: cur},
+	tests := []struct {
+		f     ca.Filter
+		index string
+	}{
+		{ca.Filter{}, "certificates_created"},
+		{ca.Filter{CAID: "x"}, "certificates_ca_created"},
+		{ca.Filter{Status: ca.StatusGood}, "certificates_created"},
+		{ca.Filter{Status: ca.StatusRevoked}, "certificates_revoked_created"},
+		{ca.Filter{Status: ca.StatusHold, Cursor: cur}, "certificates_revoked_created"},
+		{ca.Filter{Department: "d"}, "certificates_department_created"},
+		{ca.Filter{Profile: "p"}, "certificates_profile_created"},
+		{ca.Filter{Cursor: cur}, "certificates_created"},
+		{ca.Filter{CAID: "x", Cursor: cur}, "certificates_ca_created"},
+		{ca.Filter{Department: "d", Cursor: cur}, "certificates_department_created"},
 	}
-	for _, f := range filters {
-		q, args, err := db.listQuery(f, DefaultLimit)
+	for _, tt := range tests {
+		q, args, err := db.listQuery(tt.f, DefaultLimit)
 		if err != nil {
 			t.Fatal(err)
 		}
-		checkPlan(t, db, q, args...)
+		checkPlan(t, db, tt.index, q, args...)
 	}
-	checkPlan(t, db, `SELECT serial, revoked_at, reason, invalidity_date
-		FROM certificates WHERE ca_id = ? AND status IN ('revoked', 'hold') AND not_after >= ?`, "x", 0)
+	checkPlan(t, db, "certificates_crl", crlEntriesSQL, "x", 0)
 }
 
-func checkPlan(t *testing.T, db *DB, q string, args ...any) {
+func checkPlan(t *testing.T, db *DB, index, q string, args ...any) {
 	t.Helper()
 	rows, err := db.SQL().Queryx("EXPLAIN QUERY PLAN "+q, args...)
 	if err != nil {
@@ -353,8 +385,9 @@ func checkPlan(t *testing.T, db *DB, q string, args ...any) {
 		plan = append(plan, detail)
 	}
 	p := strings.Join(plan, "; ")
-	if !strings.Contains(p, "INDEX") || strings.Contains(p, "TEMP B-TREE") {
-		t.Errorf("query\n%s\nplan: %s", q, p)
+	if !strings.Contains(p, "USING INDEX "+index+" ") && !strings.HasSuffix(p, "USING INDEX "+index) ||
+		strings.Contains(p, "TEMP B-TREE") {
+		t.Errorf("query\n%s\nplan %q, want a walk of %s", q, p, index)
 	}
 }
 

@@ -10,15 +10,18 @@ import (
 	"github.com/gmtrust/gmtrust/ca"
 )
 
+// crlEntriesSQL selects the CRL entries of a CA. "status <> 'good'" is the
+// predicate of the partial index certificates_crl, spelled the same.
+const crlEntriesSQL = `SELECT serial, revoked_at, reason, invalidity_date
+	FROM certificates WHERE ca_id = ? AND status <> 'good' AND not_after >= ?`
+
 // RevokedEntries streams the CRL entries of a CA: its revoked and held
 // certificates that have not expired at now (a certificate is valid
 // through the second of its notAfter). Rows are read one at a time, so
 // memory does not grow with the number of entries. An error from fn stops
 // the scan and is returned.
 func (d *DB) RevokedEntries(ctx context.Context, caID string, now time.Time, fn func(ca.RevokedEntry) error) error {
-	rows, err := d.db.QueryContext(ctx, d.Rebind(`SELECT serial, revoked_at, reason, invalidity_date
-		FROM certificates WHERE ca_id = ? AND status IN ('revoked', 'hold') AND not_after >= ?`),
-		caID, now.Unix())
+	rows, err := d.db.QueryContext(ctx, d.Rebind(crlEntriesSQL), caID, now.Unix())
 	if err != nil {
 		return fmt.Errorf("store: revoked entries of %s: %w", caID, err)
 	}

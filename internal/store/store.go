@@ -71,6 +71,10 @@ type Options struct {
 	// TouchInterval is how often token last-use times recorded by
 	// TouchToken are written (default 30s).
 	TouchInterval time.Duration
+
+	// bulk, for tests, forces multi-row certificate inserts on or off
+	// (nil: on for PostgreSQL only).
+	bulk *bool
 }
 
 // DB is a gmtrust database. It is safe for concurrent use.
@@ -92,6 +96,8 @@ type DB struct {
 
 	w     *writer
 	touch *toucher
+
+	insertCert *sqlx.Stmt // the hot statement, prepared once
 
 	locksMu sync.Mutex
 	locks   map[string]chan struct{} // SQLite TryLock, by name
@@ -148,7 +154,11 @@ func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
 		writers = 1
 		d.wsem = make(chan struct{}, 1)
 	}
-	d.w = newWriter(d, writers, opts.MaxBatch)
+	bulk := dialect == DialectPostgres
+	if opts.bulk != nil {
+		bulk = *opts.bulk
+	}
+	d.w = newWriter(d, writers, opts.MaxBatch, bulk)
 	d.touch = newToucher(d, opts.TouchInterval)
 	return d, nil
 }
@@ -184,7 +194,14 @@ func (d *DB) init(ctx context.Context) error {
 			return fmt.Errorf("store: read current schema: %w", err)
 		}
 	}
-	return migrate(ctx, d)
+	if err := migrate(ctx, d); err != nil {
+		return err
+	}
+	var err error
+	if d.insertCert, err = d.db.PreparexContext(ctx, d.Rebind(insertCertSQL)); err != nil {
+		return fmt.Errorf("store: prepare certificate insert: %w", err)
+	}
+	return nil
 }
 
 // parseDSN tells the dialect of dsn and returns what to hand the driver.
@@ -257,6 +274,7 @@ func (d *DB) Close() error {
 	d.closeOnce.Do(func() {
 		d.touch.close()
 		d.w.close()
+		d.insertCert.Close()
 		if err := d.db.Close(); err != nil {
 			d.closeErr = fmt.Errorf("store: close: %w", err)
 		}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"sync"
@@ -28,7 +29,7 @@ type WriteFunc func(ctx context.Context, tx *sqlx.Tx) error
 // means durable and a non-nil one means not written (except when a commit
 // fails ambiguously, e.g. the PostgreSQL connection drops during COMMIT).
 func (d *DB) Write(ctx context.Context, fn WriteFunc) error {
-	return d.w.submit(ctx, fn)
+	return d.w.submit(ctx, fn, nil)
 }
 
 // Request states; a request is claimed exactly once, by the writer
@@ -40,8 +41,12 @@ const (
 )
 
 type writeReq struct {
-	ctx   context.Context // the caller's, cancellation removed once started
-	fn    WriteFunc
+	ctx context.Context // the caller's, cancellation removed once started
+	fn  WriteFunc
+	// cert is set when the write is just fn inserting this row: the
+	// writer may then insert the certificates of a batch with one
+	// multi-row INSERT instead of running their fns.
+	cert  *certRow
 	state atomic.Int32
 	done  chan error // buffered: the writer never waits for the caller
 }
@@ -50,6 +55,11 @@ type writer struct {
 	d        *DB
 	maxBatch int
 	queue    chan *writeReq
+	// bulk combines a batch's certificate inserts into multi-row INSERTs.
+	// It pays on PostgreSQL, where each statement is a round trip to
+	// another process; SQLite runs its prepared single-row insert faster
+	// than it parses a large statement.
+	bulk bool
 
 	// mu guards closed and queue sends against close(queue): submitters
 	// hold it shared while sending.
@@ -73,11 +83,12 @@ func (d *DB) WriteStats() WriteStats {
 	return WriteStats{Batches: d.w.batches.Load(), Writes: d.w.writes.Load(), FailedGroups: d.w.failed.Load()}
 }
 
-func newWriter(d *DB, n, maxBatch int) *writer {
+func newWriter(d *DB, n, maxBatch int, bulk bool) *writer {
 	w := &writer{
 		d:        d,
 		maxBatch: maxBatch,
 		queue:    make(chan *writeReq, n*maxBatch),
+		bulk:     bulk,
 	}
 	w.wg.Add(n)
 	for range n {
@@ -86,11 +97,11 @@ func newWriter(d *DB, n, maxBatch int) *writer {
 	return w
 }
 
-func (w *writer) submit(ctx context.Context, fn WriteFunc) error {
+func (w *writer) submit(ctx context.Context, fn WriteFunc, cert *certRow) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	r := &writeReq{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	r := &writeReq{ctx: ctx, fn: fn, cert: cert, done: make(chan error, 1)}
 	w.mu.RLock()
 	if w.closed {
 		w.mu.RUnlock()
@@ -154,7 +165,7 @@ func (w *writer) loop() {
 			}
 		}
 		if len(live) > 0 {
-			w.run(live)
+			w.run(live, w.bulk)
 		}
 		clear(batch) // drop references to answered requests
 	}
@@ -164,9 +175,11 @@ func (w *writer) loop() {
 // fails, the transaction is rolled back and the writes before it, the
 // failing write, and the writes after it are run again as three groups,
 // so one bad write costs a few extra commits, not one per write, and fails
-// only its own caller.
-func (w *writer) run(reqs []*writeReq) {
-	failed, err := w.tryBatch(reqs)
+// only its own caller. bulk allows the certificate inserts of reqs to be
+// combined into one statement; if that statement fails, nothing tells
+// which row is to blame, so the group is run again without it.
+func (w *writer) run(reqs []*writeReq, bulk bool) {
+	failed, err := w.tryBatch(reqs, bulk)
 	switch {
 	case err == nil:
 		w.batches.Add(1)
@@ -174,32 +187,41 @@ func (w *writer) run(reqs []*writeReq) {
 		for _, r := range reqs {
 			r.done <- nil
 		}
+	case errors.Is(err, errBulkFailed):
+		w.failed.Add(1)
+		w.run(reqs, false)
 	case len(reqs) == 1:
 		w.failed.Add(1)
 		reqs[0].done <- err
 	case failed >= 0:
 		w.failed.Add(1)
 		if failed > 0 {
-			w.run(reqs[:failed])
+			w.run(reqs[:failed], bulk)
 		}
-		w.run(reqs[failed : failed+1])
+		w.run(reqs[failed:failed+1], bulk)
 		if failed+1 < len(reqs) {
-			w.run(reqs[failed+1:])
+			w.run(reqs[failed+1:], bulk)
 		}
 	default:
 		// Begin or commit failed: nothing tells which write is to blame.
 		w.failed.Add(1)
 		w.d.log.Warn("store: group commit failed, retrying writes one by one", "writes", len(reqs), "err", err)
 		for _, r := range reqs {
-			w.run([]*writeReq{r})
+			w.run([]*writeReq{r}, false)
 		}
 	}
 }
 
+// errBulkFailed reports that the combined certificate insert failed.
+var errBulkFailed = errors.New("store: multi-row certificate insert failed")
+
+// bulkMin is the fewest certificates worth a multi-row INSERT.
+const bulkMin = 2
+
 // tryBatch runs reqs in one transaction. It returns the index of the
 // write that failed, or -1 when beginning or committing the transaction
-// failed, and the error.
-func (w *writer) tryBatch(reqs []*writeReq) (failed int, err error) {
+// (or the multi-row insert) failed, and the error.
+func (w *writer) tryBatch(reqs []*writeReq, bulk bool) (failed int, err error) {
 	ctx := context.Background()
 	release, err := w.d.acquireWrite(ctx)
 	if err != nil {
@@ -210,7 +232,27 @@ func (w *writer) tryBatch(reqs []*writeReq) (failed int, err error) {
 	if err != nil {
 		return -1, fmt.Errorf("store: begin: %w", err)
 	}
+	if bulk {
+		var rows []*certRow
+		for _, r := range reqs {
+			if r.cert != nil {
+				rows = append(rows, r.cert)
+			}
+		}
+		if bulk = len(rows) >= bulkMin; bulk {
+			// The writes of one batch were all in flight together, so
+			// inserting their certificates ahead of the other writes
+			// reorders nothing a caller could have relied on.
+			if err := w.d.insertCertRows(ctx, tx, rows); err != nil {
+				tx.Rollback()
+				return -1, fmt.Errorf("%w: %w", errBulkFailed, err)
+			}
+		}
+	}
 	for i, r := range reqs {
+		if bulk && r.cert != nil {
+			continue
+		}
 		if err := runFn(r, tx); err != nil {
 			tx.Rollback()
 			return i, err
