@@ -124,10 +124,16 @@ const (
 	ProfileSealSigner = "seal-signer"
 )
 
-// Roles that may administer seals (make, suspend, resume, revoke, grant).
+// Roles the service knows (policies/authz.yaml defines them): the
+// service's own checks follow that policy, so that they never refuse what
+// it allows.
 const (
-	RoleAdmin     = "admin"
+	// RoleAdmin administers every seal (and may stamp only with a grant).
+	RoleAdmin = "admin"
+	// RoleSealAdmin administers the seals of its own department.
 	RoleSealAdmin = "seal-admin"
+	// RoleAuditor reads every seal, grant and stamp.
+	RoleAuditor = "auditor"
 )
 
 // Service errors; callers test them with errors.Is. The ones that wrap
@@ -219,6 +225,14 @@ type Filter struct {
 	Limit      int
 }
 
+// StampFilter selects stamps of one seal for listing.
+type StampFilter struct {
+	SealID    string
+	Principal string // "": everybody's
+	Cursor    string // opaque, from a previous page
+	Limit     int
+}
+
 // StatusChange asks a Store to move a seal to To, but only from one of
 // From.
 type StatusChange struct {
@@ -263,7 +277,7 @@ type Store interface {
 	// otherwise it returns an error wrapping ErrStampRefused.
 	InsertStamp(ctx context.Context, s *StampRecord) error
 	// Stamps lists a seal's stamps newest first, with the next cursor.
-	Stamps(ctx context.Context, sealID, cursor string, limit int) ([]StampRecord, string, error)
+	Stamps(ctx context.Context, f StampFilter) ([]StampRecord, string, error)
 	// StampBySignature finds a stamp by its signature value or returns
 	// ErrNotFound.
 	StampBySignature(ctx context.Context, value []byte) (*StampRecord, error)
@@ -296,19 +310,26 @@ type Caller struct {
 	Roles      []string
 }
 
-// sealAdmin reports whether c may administer seals at all.
-func (c Caller) sealAdmin() bool {
+func (c Caller) has(role string) bool {
 	for _, r := range c.Roles {
-		if r == RoleAdmin || r == RoleSealAdmin {
+		if r == role {
 			return true
 		}
 	}
 	return false
 }
 
-// mayAdminister reports whether c may administer seals of department.
+// mayAdminister reports whether c may make and manage seals of
+// department: administrators for all, seal administrators for their own
+// (a seal administrator without a department has none).
 func (c Caller) mayAdminister(department string) bool {
-	return c.sealAdmin() && (c.Department == "" || c.Department == department)
+	return c.has(RoleAdmin) || (c.has(RoleSealAdmin) && c.Department != "" && c.Department == department)
+}
+
+// mayOversee reports whether c may read every seal, grant and stamp of
+// department: its administrators and auditors.
+func (c Caller) mayOversee(department string) bool {
+	return c.mayAdminister(department) || c.has(RoleAuditor)
 }
 
 // Config tunes a Service.
@@ -828,45 +849,45 @@ func uniquePrincipals(ps []string) ([]string, error) {
 	return out, nil
 }
 
-// Get returns a seal to its administrators and to principals granted it.
+// Get returns a seal to those who oversee it and to principals granted
+// it.
 func (s *Service) Get(ctx context.Context, c Caller, id string) (*Record, error) {
 	rec, err := s.store.Seal(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.mayRead(ctx, c, rec); err != nil {
+	if c.mayOversee(rec.Department) {
+		return rec, nil
+	}
+	if err := s.requireGrant(ctx, c, rec.ID); err != nil {
 		return nil, err
 	}
 	return rec, nil
 }
 
-// mayRead lets administrators of the seal's department and principals
-// granted it see a seal and its stamps.
-func (s *Service) mayRead(ctx context.Context, c Caller, rec *Record) error {
-	if c.mayAdminister(rec.Department) {
-		return nil
-	}
-	ok, err := s.store.Granted(ctx, rec.ID, c.Name)
+func (s *Service) requireGrant(ctx context.Context, c Caller, sealID string) error {
+	ok, err := s.store.Granted(ctx, sealID, c.Name)
 	if err != nil {
 		return err
 	}
 	if !ok {
-		return fmt.Errorf("%w: %s has no grant for seal %s", ErrForbidden, c.Name, rec.ID)
+		return fmt.Errorf("%w: %s has no grant for seal %s", ErrForbidden, c.Name, sealID)
 	}
 	return nil
 }
 
-// List lists seals for a seal administrator; one limited to a department
-// sees only that department's.
+// List lists seals: all of them to administrators and auditors, those of
+// their department to seal administrators.
 func (s *Service) List(ctx context.Context, c Caller, f Filter) ([]Record, string, error) {
-	if !c.sealAdmin() {
-		return nil, "", fmt.Errorf("%w: %s may not list seals", ErrForbidden, c.Name)
-	}
-	if c.Department != "" {
+	switch {
+	case c.has(RoleAdmin) || c.has(RoleAuditor):
+	case c.has(RoleSealAdmin) && c.Department != "":
 		if f.Department != "" && f.Department != c.Department {
 			return nil, "", fmt.Errorf("%w: %s may only list seals of department %q", ErrForbidden, c.Name, c.Department)
 		}
 		f.Department = c.Department
+	default:
+		return nil, "", fmt.Errorf("%w: %s may not list seals", ErrForbidden, c.Name)
 	}
 	return s.store.Seals(ctx, f)
 }
@@ -976,7 +997,7 @@ func (s *Service) Grants(ctx context.Context, c Caller, id string) ([]Grant, err
 	if err != nil {
 		return nil, err
 	}
-	if !c.mayAdminister(rec.Department) {
+	if !c.mayOversee(rec.Department) {
 		return nil, fmt.Errorf("%w: %s may not see grants of department %q", ErrForbidden, c.Name, rec.Department)
 	}
 	return s.store.Grants(ctx, id)
@@ -1187,17 +1208,21 @@ func (s *Service) explainRefusal(ctx context.Context, sealID, principal string, 
 	return fmt.Errorf("%w: seal %s at %s", ErrStampRefused, sealID, fmtTime(at))
 }
 
-// Stamps lists a seal's stamps, newest first, to its administrators and
-// grantees.
+// Stamps lists a seal's stamps, newest first: all of them to those who
+// oversee the seal, their own to principals granted it.
 func (s *Service) Stamps(ctx context.Context, c Caller, id, cursor string, limit int) ([]StampRecord, string, error) {
 	rec, err := s.store.Seal(ctx, id)
 	if err != nil {
 		return nil, "", err
 	}
-	if err := s.mayRead(ctx, c, rec); err != nil {
-		return nil, "", err
+	f := StampFilter{SealID: id, Cursor: cursor, Limit: limit}
+	if !c.mayOversee(rec.Department) {
+		if err := s.requireGrant(ctx, c, id); err != nil {
+			return nil, "", err
+		}
+		f.Principal = c.Name
 	}
-	return s.store.Stamps(ctx, id, cursor, limit)
+	return s.store.Stamps(ctx, f)
 }
 
 // Verify verifies a seal signature against the registry (see Verifier).

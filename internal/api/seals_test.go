@@ -419,7 +419,10 @@ func testSealFlow(t *testing.T, e *sealEnv) {
 
 	var stamps struct {
 		Items []struct {
-			Principal, ApprovalRef, PropertyInfo, DataHash string `json:"data_hash"`
+			Principal    string `json:"principal"`
+			ApprovalRef  string `json:"approval_ref"`
+			PropertyInfo string `json:"property_info"`
+			DataHash     string `json:"data_hash"`
 		}
 		NextCursor string `json:"next_cursor"`
 	}
@@ -806,7 +809,7 @@ func TestSealBadInput(t *testing.T) {
 			}
 		})
 	}
-	if st, _, err := e.a.Store.Stamps(ctx, m.ID, "", 0); err != nil || len(st) != 0 {
+	if st, _, err := e.a.Store.Stamps(ctx, seal.StampFilter{SealID: m.ID}); err != nil || len(st) != 0 {
 		t.Fatalf("stamps after bad requests: %d, %v", len(st), err)
 	}
 	for _, tc := range []struct {

@@ -460,14 +460,18 @@ func (d *DB) InsertStamp(ctx context.Context, s *seal.StampRecord) error {
 	return nil
 }
 
-// Stamps lists a seal's stamps newest first, and the cursor of the next
-// page ("" on the last one).
-func (d *DB) Stamps(ctx context.Context, sealID, cursor string, limit int) ([]seal.StampRecord, string, error) {
-	limit = pageLimit(limit)
+// Stamps lists a seal's stamps newest first, all or one principal's, and
+// the cursor of the next page ("" on the last one).
+func (d *DB) Stamps(ctx context.Context, f seal.StampFilter) ([]seal.StampRecord, string, error) {
+	limit := pageLimit(f.Limit)
 	q := `SELECT ` + stampColumns + ` FROM stamps WHERE seal_id = ?`
-	args := []any{sealID}
-	if cursor != "" {
-		c, err := decodeKeyCursor(cursor)
+	args := []any{f.SealID}
+	if f.Principal != "" {
+		q += " AND principal = ?"
+		args = append(args, f.Principal)
+	}
+	if f.Cursor != "" {
+		c, err := decodeKeyCursor(f.Cursor)
 		if err != nil {
 			return nil, "", fmt.Errorf("%w: %w", seal.ErrInvalidRequest, err)
 		}
@@ -478,7 +482,7 @@ func (d *DB) Stamps(ctx context.Context, sealID, cursor string, limit int) ([]se
 	args = append(args, limit+1)
 	var rows []stampRow
 	if err := d.db.SelectContext(ctx, &rows, d.Rebind(q), args...); err != nil {
-		return nil, "", fmt.Errorf("store: list stamps of seal %s: %w", sealID, err)
+		return nil, "", fmt.Errorf("store: list stamps of seal %s: %w", f.SealID, err)
 	}
 	next := ""
 	if len(rows) > limit {

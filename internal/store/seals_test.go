@@ -359,7 +359,7 @@ func TestStampsGroupCommit(t *testing.T) {
 		var seen int
 		cursor := ""
 		for {
-			page, next, err := f.db.Stamps(ctx, "s1", cursor, 15)
+			page, next, err := f.db.Stamps(ctx, seal.StampFilter{SealID: "s1", Cursor: cursor, Limit: 15})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -377,7 +377,13 @@ func TestStampsGroupCommit(t *testing.T) {
 		if seen != n-1 {
 			t.Fatalf("listed %d stamps, want %d", seen, n-1)
 		}
-		if _, _, err := f.db.Stamps(ctx, "s1", "garbage", 0); !errors.Is(err, seal.ErrInvalidRequest) {
+		if own, _, err := f.db.Stamps(ctx, seal.StampFilter{SealID: "s1", Principal: "oa"}); err != nil || len(own) != n-1 {
+			t.Errorf("stamps of oa: %d, %v", len(own), err)
+		}
+		if none, _, err := f.db.Stamps(ctx, seal.StampFilter{SealID: "s1", Principal: "stranger"}); err != nil || len(none) != 0 {
+			t.Errorf("stamps of stranger: %d, %v", len(none), err)
+		}
+		if _, _, err := f.db.Stamps(ctx, seal.StampFilter{SealID: "s1", Cursor: "garbage"}); !errors.Is(err, seal.ErrInvalidRequest) {
 			t.Errorf("bad cursor: %v", err)
 		}
 	})
