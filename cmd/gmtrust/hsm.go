@@ -24,6 +24,7 @@ import (
 	"github.com/gmtrust/gmtrust/internal/config"
 	"github.com/gmtrust/gmtrust/internal/sigalg"
 	"github.com/gmtrust/gmtrust/internal/store"
+	"github.com/gmtrust/gmtrust/seal"
 )
 
 func newHSMCmd(g *globals) *cobra.Command {
@@ -217,8 +218,10 @@ type storedKey struct {
 	Cert []byte // the certificate the key must match
 }
 
-// storedKeys lists every key reference in the database: CA keys and the
-// keys of delegated signers (OCSP responder, seal maker).
+// storedKeys lists every key reference in the database: CA keys, the keys
+// of delegated signers (OCSP responder, seal maker) and the holder keys of
+// seals that are not revoked (one entry per key, however many seals share
+// it).
 func storedKeys(ctx context.Context, db *store.DB) ([]storedKey, error) {
 	cas, err := db.CAs(ctx)
 	if err != nil {
@@ -237,7 +240,28 @@ func storedKeys(ctx context.Context, db *store.DB) ([]storedKey, error) {
 			out = append(out, storedKey{Use: purpose, ID: s.ID, Ref: s.KeyRef, Cert: s.DER})
 		}
 	}
-	return out, nil
+	seen := map[string]bool{}
+	for cursor := ""; ; {
+		seals, next, err := db.Seals(ctx, seal.Filter{Cursor: cursor, Limit: 500})
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range seals {
+			if r.Status == seal.SealRevoked || seen[r.HolderKeyRef] {
+				continue
+			}
+			seen[r.HolderKeyRef] = true
+			holder, err := db.Certificate(ctx, r.HolderCAID, r.HolderSerial)
+			if err != nil {
+				return nil, fmt.Errorf("seal %s holder certificate: %w", r.ID, err)
+			}
+			out = append(out, storedKey{Use: "seal", ID: r.ID, Ref: r.HolderKeyRef, Cert: holder.DER})
+		}
+		if next == "" {
+			return out, nil
+		}
+		cursor = next
+	}
 }
 
 func loadStoredKeys(ctx context.Context, dir string, cfg *config.Config) ([]storedKey, error) {
@@ -348,7 +372,7 @@ func newHSMTestCmd(g *globals) *cobra.Command {
 	var callers int
 	cmd := &cobra.Command{
 		Use:   "test",
-		Short: "Sign and verify with every key the instance uses (CAs, OCSP and seal signers) and print signatures/s",
+		Short: "Sign and verify with every key the instance uses (CAs, OCSP signer, seal maker, seal holders) and print signatures/s",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if d <= 0 || callers < 1 || callers > 1024 {

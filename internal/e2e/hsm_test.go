@@ -7,8 +7,15 @@ import (
 	"bytes"
 	"crypto/ecdsa"
 	"crypto/rand"
+	"encoding/asn1"
+	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
 	"errors"
+	"image"
+	"image/color"
+	"image/png"
 	"io/fs"
 	"net/http"
 	"net/url"
@@ -22,6 +29,7 @@ import (
 	"time"
 
 	"github.com/emmansun/gmsm/sm2"
+	"github.com/emmansun/gmsm/smx509"
 	p11 "github.com/miekg/pkcs11"
 
 	"github.com/gmtrust/gmtrust/hsm/pkcs11uri"
@@ -219,15 +227,23 @@ func TestHSMHierarchy(t *testing.T) {
 			// OCSP responses, signed by the delegated responder key on the
 			// token, both on demand (nonce) and pre-signed (no nonce).
 			checkOCSPWithOpenSSL(t, in, o, tc.alg == "sm2")
+			wantKeys := 3
+			var sm2Pubs []*ecdsa.PublicKey
+			if tc.alg == "sm2" {
+				// Seals are SM2 (GB/T 38540): the seal maker's and the
+				// holder's keys are made on the token too.
+				sm2Pubs = checkSealOnToken(t, in, o)
+				wantKeys = 5
+			}
 
 			// Every key the database names signs and verifies.
 			var results []keyTestResult
 			in.mustJSON(&results, "hsm", "test", "--duration", "200ms")
-			if len(results) != 3 {
-				t.Errorf("hsm test covered %d keys, want 3: %+v", len(results), results)
+			if len(results) != wantKeys {
+				t.Errorf("hsm test covered %d keys, want %d: %+v", len(results), wantKeys, results)
 			}
 			for _, r := range results {
-				if r.Error != "" || r.Signatures < 1 || r.PerSecond <= 0 {
+				if r.Error != "" || r.Signatures < 1 || r.PerSecond <= 0 || !strings.HasPrefix(r.Ref, "pkcs11:token="+tok.label+";") {
 					t.Errorf("hsm test %s %s: %+v", r.Use, r.ID, r)
 				}
 			}
@@ -236,7 +252,8 @@ func TestHSMHierarchy(t *testing.T) {
 			// With no gmtrust process left, log in to the token directly,
 			// as anyone holding the PIN could, and try to get keys out.
 			root, issuing := parsePEMCert(t, o.read("root.pem")), parsePEMCert(t, o.read("issuing.pem"))
-			checkTokenKeys(t, tok, mine, []*ecdsa.PublicKey{root.PublicKey.(*ecdsa.PublicKey), issuing.PublicKey.(*ecdsa.PublicKey)})
+			sm2Pubs = append(sm2Pubs, root.PublicKey.(*ecdsa.PublicKey), issuing.PublicKey.(*ecdsa.PublicKey))
+			checkTokenKeys(t, tok, mine, sm2Pubs)
 		})
 	}
 }
@@ -323,6 +340,111 @@ func checkOCSPWithOpenSSL(t *testing.T, in *instance, o *openssl, sm2 bool) {
 			}
 		}
 	}
+}
+
+// checkSealOnToken makes a seal through the API (holder key and seal
+// maker key made by the key manager, so on the token), stamps a document
+// with it, has the service verify the stamp, and checks both SM2
+// signatures of the stamp independently: the parts are cut out with
+// encoding/asn1 and verified with `openssl dgst` (standard ID). It
+// returns the public keys of the seal maker and the holder.
+func checkSealOnToken(t *testing.T, in *instance, o *openssl) []*ecdsa.PublicKey {
+	t.Helper()
+	img := image.NewRGBA(image.Rect(0, 0, 64, 64))
+	for i := range 64 {
+		img.Set(i, i, color.RGBA{R: 200, A: 255})
+		img.Set(63-i, i, color.RGBA{R: 200, A: 255})
+	}
+	var pic bytes.Buffer
+	if err := png.Encode(&pic, img); err != nil {
+		t.Fatal(err)
+	}
+	var made struct {
+		ID          string `json:"id"`
+		Certificate string `json:"certificate"`
+	}
+	in.api(http.MethodPost, "/api/v1/seals", map[string]any{
+		"name": "E2E HSM 合同专用章", "type": "contract", "department": "czt", "valid_days": 30, "grants": []string{"admin"},
+		"picture": map[string]any{"type": "png", "data": base64.StdEncoding.EncodeToString(pic.Bytes()), "width_mm": 40, "height_mm": 40},
+	}, http.StatusCreated, &made)
+	doc := []byte("gmtrust HSM e2e: a document to stamp\n")
+	var stamped struct {
+		Signature string `json:"signature"`
+	}
+	in.api(http.MethodPost, "/api/v1/seals/"+made.ID+"/stamp", map[string]any{"data": base64.StdEncoding.EncodeToString(doc)}, http.StatusCreated, &stamped)
+	var report struct {
+		Verdict string `json:"verdict"`
+		Reason  string `json:"reason"`
+	}
+	for _, c := range []struct {
+		data, want string
+	}{{string(doc), "valid"}, {"another document", "invalid"}} {
+		r := in.do(http.MethodPost, "/api/v1/signatures/verify", map[string]any{"signature": stamped.Signature, "data": base64.StdEncoding.EncodeToString([]byte(c.data))}, "")
+		if r.status != http.StatusOK || json.Unmarshal(r.body, &report) != nil || report.Verdict != c.want {
+			t.Errorf("verify the stamp over %q: %s, want verdict %s", c.data, r, c.want)
+		}
+	}
+
+	sigDER, err := base64.StdEncoding.DecodeString(stamped.Signature)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var outer struct {
+		TBS  asn1.RawValue
+		Cert []byte
+		Alg  asn1.ObjectIdentifier
+		Sig  asn1.BitString
+	}
+	if rest, err := asn1.Unmarshal(sigDER, &outer); err != nil || len(rest) != 0 {
+		t.Fatalf("SES_Signature: %v", err)
+	}
+	var tbs struct {
+		Version int
+		Seal    struct {
+			Info asn1.RawValue
+			Cert []byte
+			Alg  asn1.ObjectIdentifier
+			Sig  asn1.BitString
+		}
+	}
+	if _, err := asn1.Unmarshal(outer.TBS.FullBytes, &tbs); err != nil {
+		t.Fatalf("TBS_Sign: %v", err)
+	}
+	var pubs []*ecdsa.PublicKey
+	for _, p := range []struct {
+		name               string
+		cert, signed, sigv []byte
+	}{
+		{"seal maker over SES_SealInfo", tbs.Seal.Cert, tbs.Seal.Info.FullBytes, tbs.Seal.Sig.Bytes},
+		{"holder over TBS_Sign", outer.Cert, outer.TBS.FullBytes, outer.Sig.Bytes},
+	} {
+		cert, err := smx509.ParseCertificate(p.cert)
+		if err != nil {
+			t.Fatalf("%s: certificate: %v", p.name, err)
+		}
+		pub, ok := cert.PublicKey.(*ecdsa.PublicKey)
+		if !ok || !sm2.IsSM2PublicKey(pub) {
+			t.Fatalf("%s: not an SM2 key: %T", p.name, cert.PublicKey)
+		}
+		pubs = append(pubs, pub)
+		o.write("seal-pub.pem", pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: cert.RawSubjectPublicKeyInfo}))
+		o.write("seal-sig.der", p.sigv)
+		o.write("seal-signed.der", p.signed)
+		if out, err := o.run("dgst", "-sm3", "-verify", "seal-pub.pem", "-sigopt", distID, "-signature", "seal-sig.der", "seal-signed.der"); err != nil || !strings.Contains(out, "Verified OK") {
+			t.Errorf("%s: openssl dgst: %v %s", p.name, err, out)
+		}
+		bad := bytes.Clone(p.signed)
+		bad[len(bad)/2] ^= 1
+		o.write("seal-signed.der", bad)
+		if out, err := o.run("dgst", "-sm3", "-verify", "seal-pub.pem", "-sigopt", distID, "-signature", "seal-sig.der", "seal-signed.der"); err == nil {
+			t.Errorf("%s: openssl verifies it over other bytes: %s", p.name, out)
+		}
+	}
+	holder := parsePEMCert(t, []byte(made.Certificate))
+	if !bytes.Equal(holder.Raw, outer.Cert) {
+		t.Error("the stamp's signer certificate is not the seal holder's")
+	}
+	return pubs
 }
 
 // checkNoStoredSecrets checks that the instance keeps no key material and
