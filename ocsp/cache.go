@@ -50,6 +50,8 @@ type entry struct {
 	// Header values, formatted once so that serving a hit formats
 	// nothing but max-age.
 	hdrETag, hdrLastModified, hdrExpires, hdrLength []string
+	// hdrCacheControl is Cache-Control for max-age = httpMaxAge.
+	hdrCacheControl []string
 
 	ref  atomic.Bool
 	slot int // position in the shard's CLOCK ring
@@ -66,6 +68,7 @@ func (r *Responder) newEntry(der []byte, status Status, reason int, revokedAt, t
 		hdrETag:         []string{etag},
 		hdrLastModified: []string{thisUpdate.UTC().Format(http.TimeFormat)},
 		hdrLength:       []string{strconv.Itoa(len(der))},
+		hdrCacheControl: []string{cacheControl(httpMaxAge)},
 	}
 	if !nextUpdate.IsZero() {
 		e.hdrExpires = []string{nextUpdate.UTC().Format(http.TimeFormat)}

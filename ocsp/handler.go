@@ -36,9 +36,10 @@ import (
 
 // Handler serves the responder over HTTP.
 type Handler struct {
-	r      *Responder
-	prefix string
-	bufs   sync.Pool
+	r           *Responder
+	prefix      string
+	prefixSlash string
+	bufs        sync.Pool
 
 	// Header values shared by every response (never modified).
 	hdrContentType, hdrNoStore, hdrAllow []string
@@ -50,6 +51,7 @@ func NewHandler(r *Responder, prefix string) *Handler {
 	return &Handler{
 		r:              r,
 		prefix:         strings.TrimRight(prefix, "/"),
+		prefixSlash:    strings.TrimRight(prefix, "/") + "/",
 		bufs:           sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }},
 		hdrContentType: []string{"application/ocsp-response"},
 		hdrNoStore:     []string{"no-store"},
@@ -126,65 +128,89 @@ func readBody(dst []byte, r io.Reader, limit int) ([]byte, error) {
 }
 
 func (h *Handler) get(w http.ResponseWriter, req *http.Request) {
-	// EscapedPath is the path as sent (RawPath) when it is a valid
-	// encoding of Path, so '%2F' stays distinct from '/'.
-	path := req.URL.EscapedPath()
-	enc, ok := strings.CutPrefix(path, h.prefix+"/")
+	// The path as sent: RawPath when the client escaped characters
+	// (so '%2F' stays distinct from '/'), else Path, which then holds
+	// '/' and '+' as sent.
+	path := req.URL.RawPath
+	if path == "" {
+		path = req.URL.Path
+	}
+	enc, ok := strings.CutPrefix(path, h.prefixSlash)
 	if !ok || enc == "" {
 		h.write(w, req, methodGET, errorAnswer(MalformedRequest, outcomeMalformed), false)
 		return
 	}
 	bp := h.bufs.Get().(*[]byte)
 	defer h.bufs.Put(bp)
-	der, ok := decodeGET((*bp)[:0], enc)
+	der, grown, ok := decodeGET((*bp)[:0], enc)
+	*bp = grown[:0]
 	if !ok {
 		h.write(w, req, methodGET, errorAnswer(MalformedRequest, outcomeMalformed), false)
 		return
 	}
-	*bp = der[:0]
 	h.write(w, req, methodGET, h.r.Respond(req.Context(), der), true)
 }
 
-// decodeGET decodes the base64 path segment of a GET request into dst.
-func decodeGET(dst []byte, enc string) ([]byte, bool) {
+// decodeGET decodes the base64 path segment of a GET request, using buf
+// for both the unescaped text and the DER after it. It returns the DER,
+// buf (grown if it had to be) and whether enc decoded.
+func decodeGET(buf []byte, enc string) (der, grown []byte, ok bool) {
 	if len(enc) > 2*base64.StdEncoding.EncodedLen(MaxRequestSize) {
-		return nil, false
+		return nil, buf, false
 	}
+	src := buf
 	if strings.IndexByte(enc, '%') >= 0 {
-		var ok bool
-		if enc, ok = percentDecode(enc); !ok {
-			return nil, false
+		if src, ok = appendUnescaped(src, enc); !ok {
+			return nil, buf, false
+		}
+	} else {
+		src = append(src, enc...)
+	}
+	if cap(src) > cap(buf) {
+		buf = src[:0]
+	}
+	// Standard base64 as RFC 6960 asks; unpadded and base64url forms occur
+	// in the wild and cannot be mistaken for it.
+	for _, e := range [...]*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if der, err := e.AppendDecode(src[len(src):], src); err == nil {
+			return der, buf, true
 		}
 	}
-	for _, e := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
-		if der, err := e.AppendDecode(dst, []byte(enc)); err == nil {
-			return der, true
-		}
-	}
-	return nil, false
+	return nil, buf, false
 }
 
-// percentDecode undoes %XX escapes only; unlike url.QueryUnescape it
-// leaves '+' alone, which in base64 is data, not a space.
-func percentDecode(s string) (string, bool) {
-	var b strings.Builder
-	b.Grow(len(s))
+// appendUnescaped appends s with its %XX escapes undone; unlike
+// url.QueryUnescape it leaves '+' alone, which in base64 is data.
+func appendUnescaped(dst []byte, s string) ([]byte, bool) {
 	for i := 0; i < len(s); i++ {
 		if s[i] != '%' {
-			b.WriteByte(s[i])
+			dst = append(dst, s[i])
 			continue
 		}
 		if i+2 >= len(s) {
-			return "", false
+			return dst, false
 		}
-		v, err := strconv.ParseUint(s[i+1:i+3], 16, 8)
-		if err != nil {
-			return "", false
+		hi, ok1 := unhex(s[i+1])
+		lo, ok2 := unhex(s[i+2])
+		if !ok1 || !ok2 {
+			return dst, false
 		}
-		b.WriteByte(byte(v))
+		dst = append(dst, hi<<4|lo)
 		i += 2
 	}
-	return b.String(), true
+	return dst, true
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
 }
 
 // write sends an answer. cacheable marks a GET, whose one-certificate,
@@ -195,7 +221,11 @@ func (h *Handler) write(w http.ResponseWriter, req *http.Request, method int, a 
 	e := a.entry
 	if !cacheable || e == nil {
 		hd["Cache-Control"] = h.hdrNoStore
-		hd["Content-Length"] = []string{strconv.Itoa(len(a.DER))}
+		if e != nil {
+			hd["Content-Length"] = e.hdrLength
+		} else {
+			hd["Content-Length"] = []string{strconv.Itoa(len(a.DER))}
+		}
 		h.r.metrics.requests[method][a.outcome].Inc()
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write(a.DER)
@@ -206,9 +236,12 @@ func (h *Handler) write(w http.ResponseWriter, req *http.Request, method int, a 
 	if !e.nextUpdate.IsZero() {
 		maxAge = min(maxAge, e.nextUpdate.Sub(now))
 	}
-	secs := max(int64(maxAge/time.Second), 0)
-	var cc [64]byte
-	hd["Cache-Control"] = []string{string(strconv.AppendInt(append(cc[:0], "max-age="...), secs, 10)) + ", public, no-transform, must-revalidate"}
+	if maxAge == e.httpMaxAge {
+		// Most of a response's life: the header was formatted once.
+		hd["Cache-Control"] = e.hdrCacheControl
+	} else {
+		hd["Cache-Control"] = []string{cacheControl(maxAge)}
+	}
 	hd["Last-Modified"] = e.hdrLastModified
 	if e.hdrExpires != nil {
 		hd["Expires"] = e.hdrExpires
@@ -224,6 +257,13 @@ func (h *Handler) write(w http.ResponseWriter, req *http.Request, method int, a 
 	h.r.metrics.requests[method][a.outcome].Inc()
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(a.DER)
+}
+
+// cacheControl is the RFC 5019 Cache-Control value for a max-age.
+func cacheControl(maxAge time.Duration) string {
+	var b [80]byte
+	out := strconv.AppendInt(append(b[:0], "max-age="...), max(int64(maxAge/time.Second), 0), 10)
+	return string(append(out, ", public, no-transform, must-revalidate"...))
 }
 
 // notModified evaluates the conditional headers of a GET (RFC 9110 13.2.2):
@@ -253,7 +293,7 @@ func notModified(req *http.Request, e *entry) bool {
 // isOCSPPath reports whether path is prefix or below it, for callers
 // that dispatch by hand.
 func (h *Handler) isOCSPPath(path string) bool {
-	return path == h.prefix || (strings.HasPrefix(path, h.prefix) && len(path) > len(h.prefix) && path[len(h.prefix)] == '/')
+	return path == h.prefix || strings.HasPrefix(path, h.prefixSlash)
 }
 
 // Mux returns a handler that sends requests under the prefix to h and

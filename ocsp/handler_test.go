@@ -422,3 +422,45 @@ func TestSerialBoundaries(t *testing.T) {
 		t.Errorf("root-issued certificate: %v", ans.Status)
 	}
 }
+
+// BenchmarkHandler measures the handler in-process (no network): the
+// pre-signed path for POST and GET, and live signing for nonce requests,
+// over 1000 certificates.
+func BenchmarkHandler(b *testing.B) {
+	for _, alg := range []hsm.Algorithm{hsm.SM2, hsm.ECDSAP256} {
+		e := newEnv(b, alg, "", envConfig{})
+		serials := e.insertFake(b, 1000, e.clock.Now().Add(365*24*time.Hour))
+		if _, err := ocsp.NewPresigner(e.resp, e.store, e.app.Store, ocsp.PresignConfig{Rate: -1}).RunOnce(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		plain := make([][]byte, len(serials))
+		nonced := make([][]byte, len(serials))
+		paths := make([]string, len(serials))
+		for i, s := range serials {
+			plain[i] = buildRequest(b, []ocsp.CertID{e.certID(b, ocsp.HashSHA1, s)}, reqOpts{})
+			nonced[i] = buildRequest(b, []ocsp.CertID{e.certID(b, ocsp.HashSHA1, s)}, reqOpts{nonce: []byte("0123456789abcdef")})
+			paths[i] = "/ocsp/" + url64(plain[i])
+		}
+		run := func(name string, mk func(i int) *http.Request) {
+			b.Run(string(alg)+"/"+name, func(b *testing.B) {
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					w := httptest.NewRecorder()
+					e.handler.ServeHTTP(w, mk(i%len(serials)))
+					if w.Code != http.StatusOK {
+						b.Fatalf("HTTP %d", w.Code)
+					}
+					i++
+				}
+			})
+		}
+		run("post", func(i int) *http.Request {
+			return httptest.NewRequest(http.MethodPost, "/ocsp", bytes.NewReader(plain[i]))
+		})
+		run("get", func(i int) *http.Request { return httptest.NewRequest(http.MethodGet, paths[i], nil) })
+		run("post-nonce", func(i int) *http.Request {
+			return httptest.NewRequest(http.MethodPost, "/ocsp", bytes.NewReader(nonced[i]))
+		})
+	}
+}

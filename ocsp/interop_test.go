@@ -16,12 +16,14 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/emmansun/gmsm/smx509"
 	tjx509 "github.com/tjfoc/gmsm/x509"
 
+	"github.com/gmtrust/gmtrust/ca"
 	"github.com/gmtrust/gmtrust/hsm"
 	"github.com/gmtrust/gmtrust/internal/api"
 	"github.com/gmtrust/gmtrust/internal/app"
@@ -354,5 +356,98 @@ func checkSM2Signature(t *testing.T, openssl, dir string, resp, signerDER []byte
 	}
 	if out, err := verify(); err == nil || strings.Contains(out, "Verified OK") {
 		t.Errorf("openssl dgst verifies a tampered tbsResponseData:\n%s", out)
+	}
+}
+
+// TestStandaloneResponder drives app.OpenOCSP, which `gmtrust ocsp serve`
+// runs: against the CA's PostgreSQL database, with keys and read-only,
+// over its own router; a revocation made by the CA process reaches the
+// read-only responder through NOTIFY.
+func TestStandaloneResponder(t *testing.T) {
+	dsn := testutil.PostgresDSN(t)
+	dir := initInstance(t, hsm.SM2, dsn)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	caProc := openEnv(t, dir, newTestClock(), envConfig{})
+	serial := caProc.issue(t).Serial
+	if _, err := ocsp.NewPresigner(caProc.resp, caProc.store, caProc.app.Store, ocsp.PresignConfig{Rate: -1}).RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := app.OpenOCSP(ctx, dir, filepath.Join(t.TempDir(), "x.db"), false, app.Options{Getenv: testEnv}, app.OCSPOptions{}); err == nil ||
+		!strings.Contains(err.Error(), "postgres://") {
+		t.Fatalf("a SQLite --database must be refused clearly: %v", err)
+	}
+
+	open := func(readOnly bool, getenv func(string) string) (*app.OCSPInstance, string) {
+		inst, err := app.OpenOCSP(ctx, dir, dsn, readOnly, app.Options{Getenv: getenv}, app.OCSPOptions{Responder: ocsp.Config{CacheMaxAge: time.Hour}, PollInterval: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { inst.Close() })
+		var wg sync.WaitGroup
+		wg.Go(func() { inst.OCSP.Run(ctx) })
+		t.Cleanup(wg.Wait)
+		t.Cleanup(cancel)
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs := &http.Server{Handler: inst.Router()}
+		go hs.Serve(ln)
+		t.Cleanup(func() { hs.Close() })
+		return inst, "http://" + ln.Addr().String()
+	}
+	keyed, keyedURL := open(false, testEnv)
+	// Without the keystore passphrase the keys cannot be opened: the
+	// responder falls back to serving stored responses.
+	ro, roURL := open(false, func(string) string { return "" })
+	if keyed.ReadOnly || !ro.ReadOnly {
+		t.Fatalf("read-only: keyed %v, no keys %v", keyed.ReadOnly, ro.ReadOnly)
+	}
+	for _, u := range []string{keyedURL, roURL} {
+		for _, p := range []string{"/healthz", "/readyz", "/metrics"} {
+			resp, err := http.Get(u + p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("%s%s: HTTP %d", u, p, resp.StatusCode)
+			}
+		}
+	}
+	post := func(u string, der []byte) ocsp.SingleResponse {
+		t.Helper()
+		resp, err := http.Post(u+"/ocsp", "application/ocsp-request", bytes.NewReader(der))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return caProc.single(t, b)
+	}
+	plain := buildRequest(t, []ocsp.CertID{caProc.certID(t, ocsp.HashSHA1, serial)}, reqOpts{})
+	nonced := buildRequest(t, []ocsp.CertID{caProc.certID(t, ocsp.HashSHA1, serial)}, reqOpts{nonce: []byte("standalone")})
+	for _, u := range []string{keyedURL, roURL} {
+		if s := post(u, plain); s.Status != ocsp.Good {
+			t.Fatalf("%s: %v", u, s.Status)
+		}
+	}
+	if resp, err := http.Post(roURL+"/ocsp", "application/ocsp-request", bytes.NewReader(nonced)); err == nil {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if r := caProc.mustVerify(t, b); r.HasNonce {
+			t.Error("a read-only responder echoed a nonce it cannot sign")
+		}
+	}
+	caProc.revoke(t, serial, ca.ReasonKeyCompromise)
+	deadline := time.Now().Add(20 * time.Second)
+	for _, u := range []string{keyedURL, roURL} {
+		for post(u, plain).Status != ocsp.Revoked {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s still answers good", u)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
 }

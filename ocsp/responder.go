@@ -636,10 +636,11 @@ func (r *Responder) Respond(ctx context.Context, der []byte) Answer {
 
 func (r *Responder) failure(err error) Answer {
 	switch {
-	case errors.Is(err, ErrReadOnly), errors.Is(err, ErrNoSigner):
+	case errors.Is(err, ErrReadOnly):
 		// Not capable of responding authoritatively (RFC 6960 2.3).
 		return errorAnswer(Unauthorized, outcomeUnauthorized)
-	case errors.Is(err, errTryLater):
+	case errors.Is(err, errTryLater), errors.Is(err, ErrNoSigner):
+		// A missing signer is temporary: renewal brings a new one.
 		r.log.Warn("ocsp: answering tryLater", "err", err)
 		return errorAnswer(TryLater, outcomeTryLater)
 	}

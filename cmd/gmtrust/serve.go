@@ -72,7 +72,9 @@ func serve(ctx context.Context, g *globals, listen string) error {
 		return err
 	}
 	hs := &http.Server{
-		Handler:           srv,
+		// OCSP requests go straight to the responder, past the API's
+		// router and middleware: it is the hot path.
+		Handler:           oc.Handler.Mux(srv),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,

@@ -250,16 +250,16 @@ func OpenOCSP(ctx context.Context, dir, database string, readOnly bool, opts Opt
 	if database != "" && !config.IsPostgres(database) {
 		return nil, fmt.Errorf("--database %q: a standalone responder shares the CA's PostgreSQL database; give a postgres:// DSN (for SQLite, use the data directory's own database)", database)
 	}
-	getenv := opts.Getenv
 	if database != "" {
-		getenv = func(k string) string {
+		base := opts.Getenv
+		opts.Getenv = func(k string) string {
 			if k == "GMTRUST_DATABASE" {
 				return database
 			}
-			return opts.Getenv(k)
+			return base(k)
 		}
-		opts.Getenv = getenv
 	}
+	getenv := opts.Getenv
 	cfg, err := config.Load(dir, getenv)
 	if err != nil {
 		return nil, err
@@ -269,7 +269,13 @@ func OpenOCSP(ctx context.Context, dir, database string, readOnly bool, opts Opt
 		// renews the signer like `gmtrust serve`.
 		a, err := Open(ctx, dir, opts)
 		if err == nil {
-			oc, err := newOCSP(ctx, a.Config, a.Dir, a.Store, a.Authority.CAs(), a.Keys, a.Authority, a.Logger, a.Registry, a.Now, o)
+			var renewer ocsp.Renewer = a.Authority
+			if !config.IsPostgres(a.Config.Database) {
+				// SQLite's lock is per process: leave renewal to
+				// `gmtrust serve`, or two processes could both renew.
+				renewer = nil
+			}
+			oc, err := newOCSP(ctx, a.Config, a.Dir, a.Store, a.Authority.CAs(), a.Keys, renewer, a.Logger, a.Registry, a.Now, o)
 			if err != nil {
 				a.Close()
 				return nil, err
