@@ -1,0 +1,61 @@
+-- wrk script for the OCSP load benchmark (scripts/bench-ocsp.sh).
+--
+-- Every request asks about a random certificate among those seeded by
+-- `ocspbench seed`, whose request files it reads:
+--   OCSP_BENCH_MODE=post   POST bodies from post.bin  (no nonce: pre-signed path)
+--   OCSP_BENCH_MODE=nonce  POST bodies from nonce.bin (nonce: signed live)
+--   OCSP_BENCH_MODE=get    GET paths from get.txt     (no nonce: pre-signed path)
+-- The .bin files hold fixed-size DER records (OCSP_BENCH_RECORD bytes
+-- each), so a request is one string.sub. OCSP_BENCH_DIR is where the files
+-- are; OCSP_BENCH_PATH the POST path ("/ocsp"; "/" for OpenSSL).
+-- done() prints one RESULT line that the shell script parses.
+
+local mode = os.getenv("OCSP_BENCH_MODE") or "post"
+local dir = os.getenv("OCSP_BENCH_DIR") or "."
+local post_path = os.getenv("OCSP_BENCH_PATH") or "/ocsp"
+local record = tonumber(os.getenv("OCSP_BENCH_RECORD") or "0")
+
+local data, count, paths
+local headers = { ["Content-Type"] = "application/ocsp-request" }
+
+local function read_all(name)
+  local f = assert(io.open(dir .. "/" .. name, "rb"))
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+function init(args)
+  -- Each wrk thread has its own Lua state: seed it differently.
+  math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16) % 100000)
+  if mode == "get" then
+    paths = {}
+    for line in read_all("get.txt"):gmatch("[^\n]+") do
+      paths[#paths + 1] = line
+    end
+    count = #paths
+  else
+    data = read_all(mode == "nonce" and "nonce.bin" or "post.bin")
+    assert(record > 0 and #data % record == 0, "OCSP_BENCH_RECORD does not divide the request file")
+    count = #data / record
+  end
+  assert(count > 0, "no requests")
+end
+
+function request()
+  local i = math.random(count)
+  if mode == "get" then
+    return wrk.format("GET", paths[i])
+  end
+  return wrk.format("POST", post_path, headers, data:sub((i - 1) * record + 1, i * record))
+end
+
+function done(summary, latency, requests)
+  local secs = summary.duration / 1e6
+  local e = summary.errors
+  io.write(string.format(
+    "RESULT requests=%d seconds=%.2f rps=%.0f p50_ms=%.3f p99_ms=%.3f errors=%d status_errors=%d\n",
+    summary.requests, secs, summary.requests / secs,
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000,
+    e.connect + e.read + e.write + e.timeout, e.status))
+end
