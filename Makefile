@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 FUZZTIME ?= 15s
 BENCHTIME ?= 1s
 
-.PHONY: all build run test deps test-deps fuzz bench bench-hsm lint clean
+.PHONY: all build run test deps test-deps fuzz bench bench-hsm bench-ocsp lint clean
 
 all: build
 
@@ -43,6 +43,12 @@ test-deps:
 # for the PKCS#11 ones.
 bench: build test-deps
 	$(GO) test -run='^$$' -bench=. -benchtime=$(BENCHTIME) -timeout 60m ./...
+	scripts/bench-ocsp.sh
+
+# Only the OCSP load run of BENCHMARKS.md: wrk against gmtrust serve, a Go
+# ceiling and OpenSSL's responder (installs wrk when missing).
+bench-ocsp: build
+	scripts/bench-ocsp.sh
 
 # Only the HSM section of BENCHMARKS.md: signatures through the PKCS#11
 # session pool against pure Go, and issuance with SoftHSM against the
