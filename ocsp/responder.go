@@ -684,7 +684,8 @@ func (r *Responder) resolve(ctx context.Context, iss *issuerState, id *CertID, w
 		sr, err := r.store.Response(ctx, iss.id, serial, id.HashAlgorithm)
 		switch {
 		case err == nil && now.Before(sr.NextUpdate):
-			e := r.newEntry(sr.DER, statusFromCA(sr.Status), sr.Reason, sr.RevokedAt, sr.ThisUpdate, sr.NextUpdate, now.Add(r.cfg.CacheMaxAge), r.cfg.HTTPMaxAge)
+			status, reason, revokedAt := certStatus(CertStatus{Status: sr.Status, Reason: sr.Reason, RevokedAt: sr.RevokedAt})
+			e := r.newEntry(sr.DER, status, reason, revokedAt, sr.ThisUpdate, sr.NextUpdate, now.Add(r.cfg.CacheMaxAge), r.cfg.HTTPMaxAge)
 			if canonical {
 				r.cache.add(key, e, gen)
 			}
@@ -843,13 +844,6 @@ func certStatus(st CertStatus) (Status, int, time.Time) {
 		return Revoked, ca.ReasonCertificateHold, st.RevokedAt
 	}
 	return Good, -1, time.Time{}
-}
-
-func statusFromCA(s ca.Status) Status {
-	if s == ca.StatusGood {
-		return Good
-	}
-	return Revoked
 }
 
 // serialFromHex parses a canonical hex serial.

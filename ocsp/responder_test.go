@@ -376,6 +376,10 @@ func TestRespond(t *testing.T) {
 				{"revoked keyCompromise", []ocsp.CertID{e.certID(t, ocsp.HashSHA1, revoked)}, reqOpts{}, ocsp.Successful, []want{{ocsp.Revoked, ca.ReasonKeyCompromise}}},
 				{"hold", []ocsp.CertID{e.certID(t, ocsp.HashSM3, held)}, reqOpts{}, ocsp.Successful, []want{{ocsp.Revoked, ca.ReasonCertificateHold}}},
 				{"revoked unspecified omits the reason", []ocsp.CertID{e.certID(t, ocsp.HashSHA256, unspecified)}, reqOpts{}, ocsp.Successful, []want{{ocsp.Revoked, -1}}},
+				// The revocation stored re-signed responses; a nonce answer
+				// takes its status from them and must agree.
+				{"revoked unspecified with nonce", []ocsp.CertID{e.certID(t, ocsp.HashSHA256, unspecified)}, reqOpts{nonce: []byte("n")}, ocsp.Successful, []want{{ocsp.Revoked, -1}}},
+				{"hold with nonce", []ocsp.CertID{e.certID(t, ocsp.HashSHA1, held)}, reqOpts{nonce: []byte("n")}, ocsp.Successful, []want{{ocsp.Revoked, ca.ReasonCertificateHold}}},
 				{"unknown serial", []ocsp.CertID{e.certID(t, ocsp.HashSHA1, unknownSerial)}, reqOpts{}, ocsp.Successful, []want{{ocsp.Unknown, -1}}},
 				{"unknown serial with nonce", []ocsp.CertID{e.certID(t, ocsp.HashSHA256, unknownSerial)}, reqOpts{nonce: []byte("0123456789abcdef")}, ocsp.Successful, []want{{ocsp.Unknown, -1}}},
 				{"foreign issuer", []ocsp.CertID{foreign}, reqOpts{}, ocsp.Unauthorized, nil},
