@@ -20,6 +20,7 @@ import (
 
 	"github.com/gmtrust/gmtrust/internal/app"
 	"github.com/gmtrust/gmtrust/internal/config"
+	"github.com/gmtrust/gmtrust/internal/store"
 	"github.com/gmtrust/gmtrust/seal"
 )
 
@@ -232,7 +233,12 @@ func newSealListCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer a.Close()
-			recs, err := allSeals(cmd.Context(), a, f)
+			reg, err := store.NewSeals(cmd.Context(), a.Store)
+			if err != nil {
+				return err
+			}
+			defer reg.Close()
+			recs, err := allSeals(cmd.Context(), reg, f)
 			if err != nil {
 				return err
 			}
@@ -259,10 +265,10 @@ func newSealListCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func allSeals(ctx context.Context, a *app.App, f seal.Filter) ([]seal.Record, error) {
+func allSeals(ctx context.Context, reg *store.Seals, f seal.Filter) ([]seal.Record, error) {
 	var out []seal.Record
 	for {
-		page, next, err := a.Store.Seals(ctx, f)
+		page, next, err := reg.Seals(ctx, f)
 		if err != nil {
 			return nil, err
 		}

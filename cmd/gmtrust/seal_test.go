@@ -64,6 +64,7 @@ func sealInstance(t *testing.T, doc []byte) (dir, sigFile, rootPEM string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer seals.Close()
 	var pic bytes.Buffer
 	if err := png.Encode(&pic, image.NewGray(image.Rect(0, 0, 8, 8))); err != nil {
 		t.Fatal(err)

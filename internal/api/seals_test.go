@@ -99,6 +99,7 @@ func newSealEnv(t testing.TB, database string) *sealEnv {
 	hs := httptest.NewServer(srv)
 	t.Cleanup(func() {
 		hs.Close()
+		seals.Close()
 		a.Close()
 	})
 	tok, err := os.ReadFile(filepath.Join(dir, app.AdminTokenFile))
@@ -108,11 +109,16 @@ func newSealEnv(t testing.TB, database string) *sealEnv {
 	return &sealEnv{t: t, dir: dir, a: a, seals: seals, url: hs.URL, admin: strings.TrimSpace(string(tok)), clock: clk}
 }
 
-// token creates an API token for a principal directly in the store.
+// token creates an approval system's principal (role approval-system)
+// and an API token for it, directly in the store.
 func (e *sealEnv) token(principal string) string {
 	e.t.Helper()
 	tok, hash, err := app.NewToken()
 	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := e.a.Store.InsertPrincipal(context.Background(), &store.Principal{Name: principal, Kind: store.KindService,
+		Roles: []string{"approval-system"}}); err != nil {
 		e.t.Fatal(err)
 	}
 	if err := e.a.Store.InsertToken(context.Background(), &store.Token{ID: "tok-" + principal, Principal: principal, Hash: hash}); err != nil {
@@ -548,7 +554,7 @@ func TestSealStatusAndVerdicts(t *testing.T) {
 	// outside makes a signature with the seal's holder key without the
 	// service: what a leaked key or a rogue copy of it would produce.
 	outside := func(m madeSeal) []byte {
-		rec, err := e.a.Store.Seal(ctx, m.ID)
+		rec, err := e.seals.Store.Seal(ctx, m.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -621,7 +627,7 @@ func TestSealStatusAndVerdicts(t *testing.T) {
 
 	t.Run("holder certificate revoked", func(t *testing.T) {
 		m, before := newSeal()
-		rec, _ := e.a.Store.Seal(ctx, m.ID)
+		rec, _ := e.seals.Store.Seal(ctx, m.ID)
 		e.clock.advance(2 * time.Second)
 		if _, err := e.a.Authority.Revoke(ctx, ca.RevokeRequest{Serial: rec.HolderSerial, Reason: ca.ReasonSuperseded, By: "test"}); err != nil {
 			t.Fatal(err)
@@ -771,7 +777,7 @@ func TestSealBadInput(t *testing.T) {
 	}
 	// Nothing was made: no seal, no holder certificate, no seal maker.
 	ctx := context.Background()
-	if recs, _, err := e.a.Store.Seals(ctx, seal.Filter{}); err != nil || len(recs) != 0 {
+	if recs, _, err := e.seals.Store.Seals(ctx, seal.Filter{}); err != nil || len(recs) != 0 {
 		t.Fatalf("seals after bad requests: %d, %v", len(recs), err)
 	}
 	if certs, _, err := e.a.Authority.List(ctx, ca.Filter{Profile: "seal-signer"}); err != nil || len(certs) != 0 {
@@ -809,7 +815,7 @@ func TestSealBadInput(t *testing.T) {
 			}
 		})
 	}
-	if st, _, err := e.a.Store.Stamps(ctx, seal.StampFilter{SealID: m.ID}); err != nil || len(st) != 0 {
+	if st, _, err := e.seals.Store.Stamps(ctx, seal.StampFilter{SealID: m.ID}); err != nil || len(st) != 0 {
 		t.Fatalf("stamps after bad requests: %d, %v", len(st), err)
 	}
 	for _, tc := range []struct {
@@ -872,7 +878,7 @@ func TestSealGivenHolder(t *testing.T) {
 	e := newSealEnv(t, "")
 	ctx := context.Background()
 	first := e.makeSeal(makeBody(t, "png", testPNG(t)))
-	rec, err := e.a.Store.Seal(ctx, first.ID)
+	rec, err := e.seals.Store.Seal(ctx, first.ID)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -55,13 +55,15 @@ type Seals struct {
 	Service  *seal.Service
 	Verifier *seal.Verifier
 	Status   *CertStatus
+	Store    *store.Seals
 }
 
 // NewSeals wires the seal service of an opened instance: the store as
 // seal registry, the CA for holder certificates and seal makers, the key
 // manager, trust in the instance's CAs only, and revocation from its own
 // certificates table. The revocation checker is registered as the
-// Authority's listener so a revocation here is seen at once.
+// Authority's listener so a revocation here is seen at once. Close it
+// before the App.
 func (a *App) NewSeals(ctx context.Context, o SealOptions) (*Seals, error) {
 	trust, err := NewSealTrust(a.Authority.CAs(), nil)
 	if err != nil {
@@ -71,22 +73,31 @@ func (a *App) NewSeals(ctx context.Context, o SealOptions) (*Seals, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.Authority.AddListener(status)
+	reg, err := store.NewSeals(ctx, a.Store)
+	if err != nil {
+		return nil, err
+	}
 	v := seal.NewVerifier(seal.VerifierOptions{
-		Registry: a.Store, Trust: trust, Revocation: status, Now: a.Now, StatusTTL: o.StatusTTL,
+		Registry: reg, Trust: trust, Revocation: status, Now: a.Now, StatusTTL: o.StatusTTL,
 	})
 	cfg := o.Service
 	if iss, ok := a.Authority.Issuer(a.Authority.DefaultCA()); ok && cfg.Organization == "" && len(iss.Subject.Organization) > 0 {
 		cfg.Organization = iss.Subject.Organization[0]
 	}
 	svc, err := seal.NewService(cfg, seal.Deps{
-		Store: a.Store, Authority: a.Authority, Signers: a.Store, Keys: a.Keys, Verifier: v, Now: a.Now,
+		Store: reg, Authority: a.Authority, Signers: a.Store, Keys: a.Keys, Verifier: v, Now: a.Now,
 	})
 	if err != nil {
+		reg.Close()
 		return nil, err
 	}
-	return &Seals{Service: svc, Verifier: v, Status: status}, nil
+	a.Authority.AddListener(status)
+	return &Seals{Service: svc, Verifier: v, Status: status, Store: reg}, nil
 }
+
+// Close releases the registry's prepared statements; close it before the
+// App.
+func (s *Seals) Close() error { return s.Store.Close() }
 
 // Mount serves the seal endpoints on the API server.
 func (s *Seals) Mount(srv *api.Server) { srv.MountSeals(s.Service) }
@@ -312,12 +323,16 @@ func OpenSealVerifier(ctx context.Context, dir string, extra [][]byte, opts Opti
 	if err == nil {
 		o.Revocation, err = NewCertStatus(db, cas, opts.Now, 0)
 	}
+	var reg *store.Seals
+	if err == nil {
+		reg, err = store.NewSeals(ctx, db)
+	}
 	if err != nil {
 		db.Close()
 		return nil, err
 	}
-	o.Registry = db
-	return &SealVerifier{Verifier: seal.NewVerifier(o), close: db.Close}, nil
+	o.Registry = reg
+	return &SealVerifier{Verifier: seal.NewVerifier(o), close: func() error { return errors.Join(reg.Close(), db.Close()) }}, nil
 }
 
 var _ ca.RevocationListener = (*CertStatus)(nil)

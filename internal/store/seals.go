@@ -14,7 +14,42 @@ import (
 	"github.com/gmtrust/gmtrust/seal"
 )
 
-// This file implements seal.Store: seals, their grants and the stamp log.
+// Seals is the seal registry: it implements seal.Store (seals, their
+// grants and the stamp log) and seal.Registry over a DB. The statements
+// of the stamping hot path are prepared once: SQLite would otherwise parse
+// them again for every stamp, in the single group-commit writer that every
+// stamp waits for.
+type Seals struct {
+	d           *DB
+	checkStamp  *sqlx.Stmt
+	insertStamp *sqlx.Stmt
+}
+
+// NewSeals returns the seal registry of d. Close it before d.
+func NewSeals(ctx context.Context, d *DB) (*Seals, error) {
+	reg := &Seals{d: d}
+	var err error
+	// The check share-locks the rows it reads on PostgreSQL, so that a
+	// concurrent suspension, revocation or withdrawal waits for the
+	// stamp's commit; SQLite's write transactions exclude each other.
+	if reg.checkStamp, err = d.db.PreparexContext(ctx, d.Rebind(`SELECT s.status AS seal_status, c.status AS cert_status
+		FROM seals s
+		JOIN certificates c ON c.ca_id = s.holder_ca_id AND c.serial = s.holder_cert_serial
+		JOIN seal_grants g ON g.seal_id = s.id AND g.principal = ?
+		WHERE s.id = ?`+d.lockClause("FOR SHARE OF s, c, g"))); err != nil {
+		return nil, fmt.Errorf("store: prepare stamp check: %w", err)
+	}
+	if reg.insertStamp, err = d.db.PreparexContext(ctx, d.Rebind(`INSERT INTO stamps (`+stampColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)); err != nil {
+		reg.checkStamp.Close()
+		return nil, fmt.Errorf("store: prepare stamp insert: %w", err)
+	}
+	return reg, nil
+}
+
+// Close releases the prepared statements.
+func (reg *Seals) Close() error {
+	return errors.Join(reg.checkStamp.Close(), reg.insertStamp.Close())
+}
 
 const sealColumns = `id, esid, name, type, department, holder_ca_id, holder_cert_serial, holder_key_ref,
 	maker_signer_id, der, picture_type, picture, width_mm, height_mm, valid_start, valid_end, status,
@@ -96,7 +131,8 @@ func checkSealRecord(r *seal.Record) error {
 // transaction. It returns seal.ErrDuplicate when the esID (or id) exists
 // and ca.ErrNotFound when the holder certificate or the maker signer is
 // not recorded. A zero CreatedAt is set to now.
-func (d *DB) InsertSeal(ctx context.Context, r *seal.Record, grants []seal.Grant) error {
+func (reg *Seals) InsertSeal(ctx context.Context, r *seal.Record, grants []seal.Grant) error {
+	d := reg.d
 	if err := checkSealRecord(r); err != nil {
 		return err
 	}
@@ -130,7 +166,8 @@ func (d *DB) InsertSeal(ctx context.Context, r *seal.Record, grants []seal.Grant
 }
 
 // Seal returns one seal or seal.ErrNotFound.
-func (d *DB) Seal(ctx context.Context, id string) (*seal.Record, error) {
+func (reg *Seals) Seal(ctx context.Context, id string) (*seal.Record, error) {
+	d := reg.d
 	var r sealRow
 	if err := d.db.GetContext(ctx, &r, d.Rebind(`SELECT `+sealColumns+` FROM seals WHERE id = ?`), id); err != nil {
 		return nil, sealNotFound(err, "seal "+id)
@@ -139,7 +176,8 @@ func (d *DB) Seal(ctx context.Context, id string) (*seal.Record, error) {
 }
 
 // SealByESID returns one seal or seal.ErrNotFound.
-func (d *DB) SealByESID(ctx context.Context, esID string) (*seal.Record, error) {
+func (reg *Seals) SealByESID(ctx context.Context, esID string) (*seal.Record, error) {
+	d := reg.d
 	var r sealRow
 	if err := d.db.GetContext(ctx, &r, d.Rebind(`SELECT `+sealColumns+` FROM seals WHERE esid = ?`), esID); err != nil {
 		return nil, sealNotFound(err, "seal with esID "+esID)
@@ -149,7 +187,8 @@ func (d *DB) SealByESID(ctx context.Context, esID string) (*seal.Record, error) 
 
 // HolderKeyRef returns the key reference recorded for a holder
 // certificate by the newest seal that names it, or seal.ErrNotFound.
-func (d *DB) HolderKeyRef(ctx context.Context, caID, serial string) (string, error) {
+func (reg *Seals) HolderKeyRef(ctx context.Context, caID, serial string) (string, error) {
+	d := reg.d
 	var ref string
 	err := d.db.GetContext(ctx, &ref, d.Rebind(`SELECT holder_key_ref FROM seals
 		WHERE holder_ca_id = ? AND holder_cert_serial = ? ORDER BY created_at DESC LIMIT 1`), caID, serial)
@@ -195,7 +234,8 @@ func pageLimit(limit int) int {
 
 // Seals lists seals newest first, without their DER and picture. The
 // returned cursor fetches the next page and is "" on the last one.
-func (d *DB) Seals(ctx context.Context, f seal.Filter) ([]seal.Record, string, error) {
+func (reg *Seals) Seals(ctx context.Context, f seal.Filter) ([]seal.Record, string, error) {
+	d := reg.d
 	limit := pageLimit(f.Limit)
 	var where []string
 	var args []any
@@ -255,7 +295,8 @@ func (d *DB) lockClause(mode string) string {
 // and returns the seal as stored afterwards. Otherwise it changes nothing
 // and returns the current seal with an error wrapping
 // seal.ErrStateConflict. seal.ErrNotFound when there is no such seal.
-func (d *DB) SetSealStatus(ctx context.Context, ch seal.StatusChange) (*seal.Record, error) {
+func (reg *Seals) SetSealStatus(ctx context.Context, ch seal.StatusChange) (*seal.Record, error) {
+	d := reg.d
 	if ch.ID == "" || len(ch.From) == 0 {
 		return nil, fmt.Errorf("%w: status change needs a seal id and the states it may leave", ErrInvalid)
 	}
@@ -325,7 +366,8 @@ func (d *DB) insertGrant(ctx context.Context, tx *sqlx.Tx, g seal.Grant) error {
 
 // AddGrant lets a principal stamp with a seal; granting again changes
 // nothing. seal.ErrNotFound when the seal does not exist.
-func (d *DB) AddGrant(ctx context.Context, g seal.Grant) error {
+func (reg *Seals) AddGrant(ctx context.Context, g seal.Grant) error {
+	d := reg.d
 	if g.SealID == "" || g.Principal == "" {
 		return fmt.Errorf("%w: grant needs a seal and a principal", ErrInvalid)
 	}
@@ -338,7 +380,8 @@ func (d *DB) AddGrant(ctx context.Context, g seal.Grant) error {
 }
 
 // DeleteGrant withdraws a grant, or returns seal.ErrNotFound.
-func (d *DB) DeleteGrant(ctx context.Context, sealID, principal string) error {
+func (reg *Seals) DeleteGrant(ctx context.Context, sealID, principal string) error {
+	d := reg.d
 	return d.Write(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
 		res, err := tx.ExecContext(ctx, d.Rebind(`DELETE FROM seal_grants WHERE seal_id = ? AND principal = ?`), sealID, principal)
 		if err != nil {
@@ -354,7 +397,8 @@ func (d *DB) DeleteGrant(ctx context.Context, sealID, principal string) error {
 }
 
 // Grants lists a seal's grants, oldest first.
-func (d *DB) Grants(ctx context.Context, sealID string) ([]seal.Grant, error) {
+func (reg *Seals) Grants(ctx context.Context, sealID string) ([]seal.Grant, error) {
+	d := reg.d
 	var rows []struct {
 		SealID    string `db:"seal_id"`
 		Principal string `db:"principal"`
@@ -373,7 +417,8 @@ func (d *DB) Grants(ctx context.Context, sealID string) ([]seal.Grant, error) {
 }
 
 // Granted reports whether principal may stamp with the seal.
-func (d *DB) Granted(ctx context.Context, sealID, principal string) (bool, error) {
+func (reg *Seals) Granted(ctx context.Context, sealID, principal string) (bool, error) {
+	d := reg.d
 	var n int
 	if err := d.db.GetContext(ctx, &n, d.Rebind(`SELECT COUNT(*) FROM seal_grants WHERE seal_id = ? AND principal = ?`), sealID, principal); err != nil {
 		return false, fmt.Errorf("store: grant of seal %s: %w", sealID, err)
@@ -408,7 +453,8 @@ func (r *stampRow) record() seal.StampRecord {
 // concurrent suspension, revocation or withdrawal waits for the stamp's
 // commit, and a stamp never commits after one). When a check fails it
 // writes nothing and returns an error wrapping seal.ErrStampRefused.
-func (d *DB) InsertStamp(ctx context.Context, s *seal.StampRecord) error {
+func (reg *Seals) InsertStamp(ctx context.Context, s *seal.StampRecord) error {
+	d := reg.d
 	switch {
 	case s == nil:
 		return fmt.Errorf("%w: nil stamp", ErrInvalid)
@@ -420,12 +466,6 @@ func (d *DB) InsertStamp(ctx context.Context, s *seal.StampRecord) error {
 	if s.CreatedAt.IsZero() {
 		s.CreatedAt = d.now()
 	}
-	check := d.Rebind(`SELECT s.status AS seal_status, c.status AS cert_status
-		FROM seals s
-		JOIN certificates c ON c.ca_id = s.holder_ca_id AND c.serial = s.holder_cert_serial
-		JOIN seal_grants g ON g.seal_id = s.id AND g.principal = ?
-		WHERE s.id = ?` + d.lockClause("FOR SHARE OF s, c, g"))
-	insert := d.Rebind(`INSERT INTO stamps (` + stampColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	var refused string
 	err := d.Write(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
 		refused = ""
@@ -433,7 +473,7 @@ func (d *DB) InsertStamp(ctx context.Context, s *seal.StampRecord) error {
 			Seal string `db:"seal_status"`
 			Cert string `db:"cert_status"`
 		}
-		err := tx.GetContext(ctx, &st, check, s.Principal, s.SealID)
+		err := tx.StmtxContext(ctx, reg.checkStamp).GetContext(ctx, &st, s.Principal, s.SealID)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 			refused = "no such seal, or no grant for " + s.Principal
@@ -447,7 +487,7 @@ func (d *DB) InsertStamp(ctx context.Context, s *seal.StampRecord) error {
 		if refused != "" {
 			return nil // nothing written; not a failure of the batch
 		}
-		_, err = tx.ExecContext(ctx, insert, s.ID, s.SealID, s.Principal, unixSec(s.At), s.DataHash,
+		_, err = tx.StmtxContext(ctx, reg.insertStamp).ExecContext(ctx, s.ID, s.SealID, s.Principal, unixSec(s.At), s.DataHash,
 			s.PropertyInfo, s.ApprovalRef, s.Signature, s.CreatedAt.UnixNano())
 		return mapInsertErr(err, "stamp "+s.ID, ErrDuplicate)
 	})
@@ -462,7 +502,8 @@ func (d *DB) InsertStamp(ctx context.Context, s *seal.StampRecord) error {
 
 // Stamps lists a seal's stamps newest first, all or one principal's, and
 // the cursor of the next page ("" on the last one).
-func (d *DB) Stamps(ctx context.Context, f seal.StampFilter) ([]seal.StampRecord, string, error) {
+func (reg *Seals) Stamps(ctx context.Context, f seal.StampFilter) ([]seal.StampRecord, string, error) {
+	d := reg.d
 	limit := pageLimit(f.Limit)
 	q := `SELECT ` + stampColumns + ` FROM stamps WHERE seal_id = ?`
 	args := []any{f.SealID}
@@ -498,7 +539,8 @@ func (d *DB) Stamps(ctx context.Context, f seal.StampFilter) ([]seal.StampRecord
 
 // StampBySignature finds a stamp by the signer's signature value, or
 // returns seal.ErrNotFound.
-func (d *DB) StampBySignature(ctx context.Context, value []byte) (*seal.StampRecord, error) {
+func (reg *Seals) StampBySignature(ctx context.Context, value []byte) (*seal.StampRecord, error) {
+	d := reg.d
 	var r stampRow
 	if err := d.db.GetContext(ctx, &r, d.Rebind(`SELECT `+stampColumns+` FROM stamps WHERE signature = ?`), value); err != nil {
 		return nil, sealNotFound(err, "stamp")
@@ -508,6 +550,6 @@ func (d *DB) StampBySignature(ctx context.Context, value []byte) (*seal.StampRec
 }
 
 var (
-	_ seal.Store    = (*DB)(nil)
-	_ seal.Registry = (*DB)(nil)
+	_ seal.Store    = (*Seals)(nil)
+	_ seal.Registry = (*Seals)(nil)
 )

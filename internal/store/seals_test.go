@@ -16,6 +16,7 @@ import (
 // certificate, ready for seals.
 type sealFixture struct {
 	db     *DB
+	reg    *Seals
 	holder *ca.Certificate
 	maker  string
 }
@@ -33,7 +34,12 @@ func newSealFixture(t *testing.T, b backend) *sealFixture {
 	if err := db.InsertSigner(context.Background(), maker); err != nil {
 		t.Fatal(err)
 	}
-	return &sealFixture{db: db, holder: holder, maker: maker.ID}
+	reg, err := NewSeals(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reg.Close() })
+	return &sealFixture{db: db, reg: reg, holder: holder, maker: maker.ID}
 }
 
 func (f *sealFixture) record(id, esID string) *seal.Record {
@@ -51,7 +57,7 @@ func (f *sealFixture) insert(t *testing.T, r *seal.Record, grants ...string) {
 	for _, p := range grants {
 		gs = append(gs, seal.Grant{SealID: r.ID, Principal: p, GrantedBy: "admin"})
 	}
-	if err := f.db.InsertSeal(context.Background(), r, gs); err != nil {
+	if err := f.reg.InsertSeal(context.Background(), r, gs); err != nil {
 		t.Fatalf("InsertSeal(%s): %v", r.ID, err)
 	}
 }
@@ -63,8 +69,8 @@ func TestSealRoundTrip(t *testing.T) {
 		want := f.record("s1", "37000004000000000001")
 		f.insert(t, want, "approval", "approval")
 		for name, get := range map[string]func() (*seal.Record, error){
-			"by id":   func() (*seal.Record, error) { return f.db.Seal(ctx, "s1") },
-			"by esID": func() (*seal.Record, error) { return f.db.SealByESID(ctx, want.ESID) },
+			"by id":   func() (*seal.Record, error) { return f.reg.Seal(ctx, "s1") },
+			"by esID": func() (*seal.Record, error) { return f.reg.SealByESID(ctx, want.ESID) },
 		} {
 			got, err := get()
 			if err != nil {
@@ -79,20 +85,20 @@ func TestSealRoundTrip(t *testing.T) {
 				t.Fatalf("%s: got %+v, want %+v", name, got, want)
 			}
 		}
-		if _, err := f.db.Seal(ctx, "nope"); !errors.Is(err, seal.ErrNotFound) {
+		if _, err := f.reg.Seal(ctx, "nope"); !errors.Is(err, seal.ErrNotFound) {
 			t.Errorf("missing seal: %v, want seal.ErrNotFound", err)
 		}
-		if _, err := f.db.SealByESID(ctx, "nope"); !errors.Is(err, seal.ErrNotFound) {
+		if _, err := f.reg.SealByESID(ctx, "nope"); !errors.Is(err, seal.ErrNotFound) {
 			t.Errorf("missing esID: %v, want seal.ErrNotFound", err)
 		}
-		gs, err := f.db.Grants(ctx, "s1")
+		gs, err := f.reg.Grants(ctx, "s1")
 		if err != nil || len(gs) != 1 || gs[0].Principal != "approval" || gs[0].GrantedBy != "admin" {
 			t.Fatalf("grants = %+v, %v (a repeated grant counts once)", gs, err)
 		}
-		if ref, err := f.db.HolderKeyRef(ctx, f.holder.CAID, f.holder.Serial); err != nil || ref != want.HolderKeyRef {
+		if ref, err := f.reg.HolderKeyRef(ctx, f.holder.CAID, f.holder.Serial); err != nil || ref != want.HolderKeyRef {
 			t.Errorf("HolderKeyRef = %q, %v", ref, err)
 		}
-		if _, err := f.db.HolderKeyRef(ctx, "issuing", "123"); !errors.Is(err, seal.ErrNotFound) {
+		if _, err := f.reg.HolderKeyRef(ctx, "issuing", "123"); !errors.Is(err, seal.ErrNotFound) {
 			t.Errorf("HolderKeyRef of an unknown certificate: %v", err)
 		}
 	})
@@ -104,21 +110,21 @@ func TestInsertSealRejects(t *testing.T) {
 		ctx := context.Background()
 		f.insert(t, f.record("s1", "E1"))
 		dupESID := f.record("s2", "E1")
-		if err := f.db.InsertSeal(ctx, dupESID, nil); !errors.Is(err, seal.ErrDuplicate) {
+		if err := f.reg.InsertSeal(ctx, dupESID, nil); !errors.Is(err, seal.ErrDuplicate) {
 			t.Errorf("duplicate esID: %v, want seal.ErrDuplicate", err)
 		}
 		noCert := f.record("s3", "E3")
 		noCert.HolderSerial = randSerial()
-		if err := f.db.InsertSeal(ctx, noCert, nil); !errors.Is(err, ca.ErrNotFound) {
+		if err := f.reg.InsertSeal(ctx, noCert, nil); !errors.Is(err, ca.ErrNotFound) {
 			t.Errorf("unknown holder certificate: %v, want ca.ErrNotFound", err)
 		}
 		badGrant := f.record("s4", "E4")
-		if err := f.db.InsertSeal(ctx, badGrant, []seal.Grant{{SealID: "other", Principal: "p"}}); !errors.Is(err, ErrInvalid) {
+		if err := f.reg.InsertSeal(ctx, badGrant, []seal.Grant{{SealID: "other", Principal: "p"}}); !errors.Is(err, ErrInvalid) {
 			t.Errorf("grant for another seal: %v, want ErrInvalid", err)
 		}
 		noDER := f.record("s5", "E5")
 		noDER.DER = nil
-		if err := f.db.InsertSeal(ctx, noDER, nil); !errors.Is(err, ErrInvalid) {
+		if err := f.reg.InsertSeal(ctx, noDER, nil); !errors.Is(err, ErrInvalid) {
 			t.Errorf("seal without DER: %v, want ErrInvalid", err)
 		}
 		// A failed insert leaves nothing behind, grants included.
@@ -144,13 +150,13 @@ func TestSealsListing(t *testing.T) {
 			f.insert(t, r)
 			ids = append(ids, r.ID)
 		}
-		if _, err := f.db.SetSealStatus(ctx, seal.StatusChange{ID: "sa", From: []seal.SealState{seal.SealActive}, To: seal.SealSuspended}); err != nil {
+		if _, err := f.reg.SetSealStatus(ctx, seal.StatusChange{ID: "sa", From: []seal.SealState{seal.SealActive}, To: seal.SealSuspended}); err != nil {
 			t.Fatal(err)
 		}
 		var got []string
 		cursor := ""
 		for pages := 0; ; pages++ {
-			recs, next, err := f.db.Seals(ctx, seal.Filter{Limit: 3, Cursor: cursor})
+			recs, next, err := f.reg.Seals(ctx, seal.Filter{Limit: 3, Cursor: cursor})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -180,12 +186,12 @@ func TestSealsListing(t *testing.T) {
 			{seal.Filter{Status: seal.SealSuspended}, 1},
 			{seal.Filter{Status: seal.SealRevoked}, 0},
 		} {
-			recs, _, err := f.db.Seals(ctx, tc.f)
+			recs, _, err := f.reg.Seals(ctx, tc.f)
 			if err != nil || len(recs) != tc.want {
 				t.Errorf("filter %+v: %d seals, %v; want %d", tc.f, len(recs), err, tc.want)
 			}
 		}
-		if _, _, err := f.db.Seals(ctx, seal.Filter{Cursor: "!!"}); !errors.Is(err, seal.ErrInvalidRequest) {
+		if _, _, err := f.reg.Seals(ctx, seal.Filter{Cursor: "!!"}); !errors.Is(err, seal.ErrInvalidRequest) {
 			t.Errorf("bad cursor: %v, want seal.ErrInvalidRequest", err)
 		}
 	})
@@ -198,30 +204,30 @@ func TestSetSealStatus(t *testing.T) {
 		f.insert(t, f.record("s1", "E1"))
 		at := time.Date(2025, 6, 1, 10, 0, 0, 123, time.UTC)
 		suspend := seal.StatusChange{ID: "s1", From: []seal.SealState{seal.SealActive}, To: seal.SealSuspended, By: "boss", At: at}
-		rec, err := f.db.SetSealStatus(ctx, suspend)
+		rec, err := f.reg.SetSealStatus(ctx, suspend)
 		if err != nil || rec.Status != seal.SealSuspended || rec.StatusChangedBy != "boss" || !rec.StatusChangedAt.Equal(at) {
 			t.Fatalf("suspend: %+v, %v", rec, err)
 		}
 		// Not allowed from the current state: nothing changes, and the
 		// current record comes back with the conflict.
-		rec, err = f.db.SetSealStatus(ctx, suspend)
+		rec, err = f.reg.SetSealStatus(ctx, suspend)
 		if !errors.Is(err, seal.ErrStateConflict) || rec == nil || rec.Status != seal.SealSuspended {
 			t.Fatalf("suspend twice: %+v, %v; want the record and ErrStateConflict", rec, err)
 		}
 		revoke := seal.StatusChange{ID: "s1", From: []seal.SealState{seal.SealActive, seal.SealSuspended}, To: seal.SealRevoked,
 			Reason: seal.RevokeRetired, By: "boss", At: at.Add(time.Hour)}
-		if rec, err = f.db.SetSealStatus(ctx, revoke); err != nil || rec.Status != seal.SealRevoked || rec.RevocationReason != seal.RevokeRetired {
+		if rec, err = f.reg.SetSealStatus(ctx, revoke); err != nil || rec.Status != seal.SealRevoked || rec.RevocationReason != seal.RevokeRetired {
 			t.Fatalf("revoke: %+v, %v", rec, err)
 		}
 		resume := seal.StatusChange{ID: "s1", From: []seal.SealState{seal.SealSuspended}, To: seal.SealActive}
-		if _, err := f.db.SetSealStatus(ctx, resume); !errors.Is(err, seal.ErrStateConflict) {
+		if _, err := f.reg.SetSealStatus(ctx, resume); !errors.Is(err, seal.ErrStateConflict) {
 			t.Fatalf("resume a revoked seal: %v, want ErrStateConflict", err)
 		}
-		stored, err := f.db.Seal(ctx, "s1")
+		stored, err := f.reg.Seal(ctx, "s1")
 		if err != nil || stored.Status != seal.SealRevoked || !stored.StatusChangedAt.Equal(at.Add(time.Hour)) {
 			t.Fatalf("stored: %+v, %v", stored, err)
 		}
-		if _, err := f.db.SetSealStatus(ctx, seal.StatusChange{ID: "nope", From: []seal.SealState{seal.SealActive}, To: seal.SealRevoked}); !errors.Is(err, seal.ErrNotFound) {
+		if _, err := f.reg.SetSealStatus(ctx, seal.StatusChange{ID: "nope", From: []seal.SealState{seal.SealActive}, To: seal.SealRevoked}); !errors.Is(err, seal.ErrNotFound) {
 			t.Fatalf("unknown seal: %v", err)
 		}
 	})
@@ -233,26 +239,26 @@ func TestSealGrants(t *testing.T) {
 		ctx := context.Background()
 		f.insert(t, f.record("s1", "E1"))
 		for range 2 {
-			if err := f.db.AddGrant(ctx, seal.Grant{SealID: "s1", Principal: "oa-system", GrantedBy: "admin"}); err != nil {
+			if err := f.reg.AddGrant(ctx, seal.Grant{SealID: "s1", Principal: "oa-system", GrantedBy: "admin"}); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if ok, err := f.db.Granted(ctx, "s1", "oa-system"); !ok || err != nil {
+		if ok, err := f.reg.Granted(ctx, "s1", "oa-system"); !ok || err != nil {
 			t.Fatalf("Granted = %v, %v", ok, err)
 		}
-		if ok, _ := f.db.Granted(ctx, "s1", "someone"); ok {
+		if ok, _ := f.reg.Granted(ctx, "s1", "someone"); ok {
 			t.Fatal("Granted for a principal without a grant")
 		}
-		if err := f.db.AddGrant(ctx, seal.Grant{SealID: "nope", Principal: "p"}); !errors.Is(err, seal.ErrNotFound) {
+		if err := f.reg.AddGrant(ctx, seal.Grant{SealID: "nope", Principal: "p"}); !errors.Is(err, seal.ErrNotFound) {
 			t.Fatalf("grant on an unknown seal: %v", err)
 		}
-		if err := f.db.DeleteGrant(ctx, "s1", "oa-system"); err != nil {
+		if err := f.reg.DeleteGrant(ctx, "s1", "oa-system"); err != nil {
 			t.Fatal(err)
 		}
-		if err := f.db.DeleteGrant(ctx, "s1", "oa-system"); !errors.Is(err, seal.ErrNotFound) {
+		if err := f.reg.DeleteGrant(ctx, "s1", "oa-system"); !errors.Is(err, seal.ErrNotFound) {
 			t.Fatalf("delete a missing grant: %v", err)
 		}
-		if ok, _ := f.db.Granted(ctx, "s1", "oa-system"); ok {
+		if ok, _ := f.reg.Granted(ctx, "s1", "oa-system"); ok {
 			t.Fatal("grant still there after DeleteGrant")
 		}
 	})
@@ -272,39 +278,39 @@ func TestInsertStampChecks(t *testing.T) {
 		ctx := context.Background()
 		f.insert(t, f.record("s1", "E1"), "oa")
 		ok := testStamp("t1", "s1", "oa")
-		if err := f.db.InsertStamp(ctx, ok); err != nil {
+		if err := f.reg.InsertStamp(ctx, ok); err != nil {
 			t.Fatal(err)
 		}
-		got, err := f.db.StampBySignature(ctx, ok.Signature)
+		got, err := f.reg.StampBySignature(ctx, ok.Signature)
 		if err != nil || got.ID != "t1" || got.Principal != "oa" || !got.At.Equal(ok.At) || !bytes.Equal(got.DataHash, ok.DataHash) ||
 			got.PropertyInfo != ok.PropertyInfo || got.ApprovalRef != ok.ApprovalRef || !got.CreatedAt.Equal(ok.CreatedAt) {
 			t.Fatalf("StampBySignature = %+v, %v; want %+v", got, err, ok)
 		}
-		if _, err := f.db.StampBySignature(ctx, randBytes(71)); !errors.Is(err, seal.ErrNotFound) {
+		if _, err := f.reg.StampBySignature(ctx, randBytes(71)); !errors.Is(err, seal.ErrNotFound) {
 			t.Fatalf("unknown signature: %v", err)
 		}
 		dup := testStamp("t2", "s1", "oa")
 		dup.Signature = ok.Signature
-		if err := f.db.InsertStamp(ctx, dup); !errors.Is(err, ErrDuplicate) {
+		if err := f.reg.InsertStamp(ctx, dup); !errors.Is(err, ErrDuplicate) {
 			t.Fatalf("same signature twice: %v, want ErrDuplicate", err)
 		}
 
 		refused := func(name string, s *seal.StampRecord) {
 			t.Helper()
-			if err := f.db.InsertStamp(ctx, s); !errors.Is(err, seal.ErrStampRefused) {
+			if err := f.reg.InsertStamp(ctx, s); !errors.Is(err, seal.ErrStampRefused) {
 				t.Errorf("%s: %v, want ErrStampRefused", name, err)
 			}
 		}
 		refused("no grant", testStamp("t3", "s1", "stranger"))
 		refused("unknown seal", testStamp("t4", "nope", "oa"))
-		if _, err := f.db.SetSealStatus(ctx, seal.StatusChange{ID: "s1", From: []seal.SealState{seal.SealActive}, To: seal.SealSuspended}); err != nil {
+		if _, err := f.reg.SetSealStatus(ctx, seal.StatusChange{ID: "s1", From: []seal.SealState{seal.SealActive}, To: seal.SealSuspended}); err != nil {
 			t.Fatal(err)
 		}
 		refused("suspended", testStamp("t5", "s1", "oa"))
-		if _, err := f.db.SetSealStatus(ctx, seal.StatusChange{ID: "s1", From: []seal.SealState{seal.SealSuspended}, To: seal.SealActive}); err != nil {
+		if _, err := f.reg.SetSealStatus(ctx, seal.StatusChange{ID: "s1", From: []seal.SealState{seal.SealSuspended}, To: seal.SealActive}); err != nil {
 			t.Fatal(err)
 		}
-		if err := f.db.InsertStamp(ctx, testStamp("t6", "s1", "oa")); err != nil {
+		if err := f.reg.InsertStamp(ctx, testStamp("t6", "s1", "oa")); err != nil {
 			t.Fatalf("after resume: %v", err)
 		}
 		if _, err := f.db.Revoke(ctx, ca.Revocation{CAID: f.holder.CAID, Serial: f.holder.Serial, Reason: 1, At: testTime}); err != nil {
@@ -334,7 +340,7 @@ func TestStampsGroupCommit(t *testing.T) {
 			if i == n/2 {
 				principal = "stranger"
 			}
-			wg.Go(func() { errs[i] = f.db.InsertStamp(ctx, testStamp(randHex(8), "s1", principal)) })
+			wg.Go(func() { errs[i] = f.reg.InsertStamp(ctx, testStamp(randHex(8), "s1", principal)) })
 		}
 		waitQueued(t, f.db, n)
 		release()
@@ -359,7 +365,7 @@ func TestStampsGroupCommit(t *testing.T) {
 		var seen int
 		cursor := ""
 		for {
-			page, next, err := f.db.Stamps(ctx, seal.StampFilter{SealID: "s1", Cursor: cursor, Limit: 15})
+			page, next, err := f.reg.Stamps(ctx, seal.StampFilter{SealID: "s1", Cursor: cursor, Limit: 15})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -377,13 +383,13 @@ func TestStampsGroupCommit(t *testing.T) {
 		if seen != n-1 {
 			t.Fatalf("listed %d stamps, want %d", seen, n-1)
 		}
-		if own, _, err := f.db.Stamps(ctx, seal.StampFilter{SealID: "s1", Principal: "oa"}); err != nil || len(own) != n-1 {
+		if own, _, err := f.reg.Stamps(ctx, seal.StampFilter{SealID: "s1", Principal: "oa"}); err != nil || len(own) != n-1 {
 			t.Errorf("stamps of oa: %d, %v", len(own), err)
 		}
-		if none, _, err := f.db.Stamps(ctx, seal.StampFilter{SealID: "s1", Principal: "stranger"}); err != nil || len(none) != 0 {
+		if none, _, err := f.reg.Stamps(ctx, seal.StampFilter{SealID: "s1", Principal: "stranger"}); err != nil || len(none) != 0 {
 			t.Errorf("stamps of stranger: %d, %v", len(none), err)
 		}
-		if _, _, err := f.db.Stamps(ctx, seal.StampFilter{SealID: "s1", Cursor: "garbage"}); !errors.Is(err, seal.ErrInvalidRequest) {
+		if _, _, err := f.reg.Stamps(ctx, seal.StampFilter{SealID: "s1", Cursor: "garbage"}); !errors.Is(err, seal.ErrInvalidRequest) {
 			t.Errorf("bad cursor: %v", err)
 		}
 	})
