@@ -13,6 +13,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/pem"
@@ -28,9 +29,12 @@ import (
 
 	"github.com/emmansun/gmsm/sm2"
 	"github.com/emmansun/gmsm/smx509"
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
 	"github.com/gmtrust/gmtrust/ca"
 	"github.com/gmtrust/gmtrust/hsm"
+	"github.com/gmtrust/gmtrust/policies"
 )
 
 // Seal types beyond the two GM/T 0031 defines. GB/T 38540 leaves the
@@ -304,32 +308,54 @@ type Keys interface {
 // Caller is who asks: the authenticated principal.
 type Caller struct {
 	Name string
-	// Department limits a seal administrator to one department's seals;
-	// "" for administrators of every department.
+	// Department scopes a seal administrator to one department's seals;
+	// a seal administrator without a department administers none.
 	Department string
 	Roles      []string
 }
 
-func (c Caller) has(role string) bool {
-	for _, r := range c.Roles {
-		if r == role {
-			return true
+func (c Caller) principal() policies.Principal {
+	return policies.Principal{Name: c.Name, Department: c.Department, Roles: c.Roles}
+}
+
+// Policy decides who may do what with a seal: the instance's one access
+// policy (policies.Authz, rules in policies/authz.yaml). The service asks
+// it with the seal's department, and with the caller as grantee when the
+// caller holds a grant for the seal.
+type Policy interface {
+	Decide(p policies.Principal, action string, res policies.Resource) policies.AccessDecision
+}
+
+// sealResource describes a seal to the policy; id "" is a seal to make.
+func sealResource(id, department string, granted bool, caller string) policies.Resource {
+	res := policies.Resource{ID: "seal/" + id, Department: department}
+	if id == "" {
+		res.ID = "seal/new"
+	}
+	if granted {
+		res.Grantees = []string{caller}
+	}
+	return res
+}
+
+// authorize asks the policy whether c may do action on the seal (id ""
+// for a new one). The caller's grant is looked up only for an existing
+// seal and only when the policy refuses without it.
+func (s *Service) authorize(ctx context.Context, c Caller, action, id, department string) error {
+	d := s.policy.Decide(c.principal(), action, sealResource(id, department, false, c.Name))
+	if !d.Allowed && id != "" {
+		granted, err := s.store.Granted(ctx, id, c.Name)
+		if err != nil {
+			return err
+		}
+		if granted {
+			d = s.policy.Decide(c.principal(), action, sealResource(id, department, true, c.Name))
 		}
 	}
-	return false
-}
-
-// mayAdminister reports whether c may make and manage seals of
-// department: administrators for all, seal administrators for their own
-// (a seal administrator without a department has none).
-func (c Caller) mayAdminister(department string) bool {
-	return c.has(RoleAdmin) || (c.has(RoleSealAdmin) && c.Department != "" && c.Department == department)
-}
-
-// mayOversee reports whether c may read every seal, grant and stamp of
-// department: its administrators and auditors.
-func (c Caller) mayOversee(department string) bool {
-	return c.mayAdminister(department) || c.has(RoleAuditor)
+	if !d.Allowed {
+		return fmt.Errorf("%w: %s", ErrForbidden, d.Rule)
+	}
+	return nil
 }
 
 // Config tunes a Service.
@@ -363,6 +389,9 @@ type Deps struct {
 	Verifier *Verifier
 	Now      func() time.Time
 	Rand     io.Reader
+	// Policy decides access; nil means the policy shipped in
+	// policies/authz.yaml.
+	Policy Policy
 }
 
 // Service makes, manages and uses seals. It is safe for concurrent use.
@@ -375,6 +404,7 @@ type Service struct {
 	verifier  *Verifier
 	now       func() time.Time
 	rand      io.Reader
+	policy    Policy
 
 	makerMu sync.Mutex // one maker renewal at a time
 
@@ -420,7 +450,14 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 	}
 	s := &Service{
 		cfg: cfg, store: d.Store, authority: d.Authority, signers: d.Signers, keys: d.Keys, verifier: d.Verifier,
-		now: d.Now, rand: d.Rand, usable: map[string]*usableSeal{}, grants: map[grantKey]time.Time{},
+		now: d.Now, rand: d.Rand, policy: d.Policy, usable: map[string]*usableSeal{}, grants: map[grantKey]time.Time{},
+	}
+	if s.policy == nil {
+		p, err := policies.DefaultAuthz()
+		if err != nil {
+			return nil, fmt.Errorf("seal: access policy: %w", err)
+		}
+		s.policy = p
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -494,8 +531,8 @@ type holderKey struct {
 // usable where systems expect numeric seal codes; uniqueness is enforced
 // by the database (a clash, about one in 10^12 per pair, is retried).
 func (s *Service) Make(ctx context.Context, c Caller, req MakeRequest) (*Made, error) {
-	if !c.mayAdminister(req.Department) {
-		return nil, fmt.Errorf("%w: %s may not make seals for department %q", ErrForbidden, c.Name, req.Department)
+	if err := s.authorize(ctx, c, "seal.create", "", req.Department); err != nil {
+		return nil, err
 	}
 	typ, err := ParseType(req.Type)
 	if err != nil {
@@ -849,45 +886,35 @@ func uniquePrincipals(ps []string) ([]string, error) {
 	return out, nil
 }
 
-// Get returns a seal to those who oversee it and to principals granted
-// it.
+// Get returns a seal to those the policy lets read it (seal.read):
+// administrators and auditors, seal administrators of its department,
+// approval systems granted it.
 func (s *Service) Get(ctx context.Context, c Caller, id string) (*Record, error) {
 	rec, err := s.store.Seal(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	if c.mayOversee(rec.Department) {
-		return rec, nil
-	}
-	if err := s.requireGrant(ctx, c, rec.ID); err != nil {
+	if err := s.authorize(ctx, c, "seal.read", rec.ID, rec.Department); err != nil {
 		return nil, err
 	}
 	return rec, nil
 }
 
-func (s *Service) requireGrant(ctx context.Context, c Caller, sealID string) error {
-	ok, err := s.store.Granted(ctx, sealID, c.Name)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return fmt.Errorf("%w: %s has no grant for seal %s", ErrForbidden, c.Name, sealID)
-	}
-	return nil
-}
-
-// List lists seals: all of them to administrators and auditors, those of
-// their department to seal administrators.
+// List lists seals (seal.list): every seal when the policy's scope is
+// "any", the caller's department's when it is "department".
 func (s *Service) List(ctx context.Context, c Caller, f Filter) ([]Record, string, error) {
+	d := s.policy.Decide(c.principal(), "seal.list", policies.Resource{})
 	switch {
-	case c.has(RoleAdmin) || c.has(RoleAuditor):
-	case c.has(RoleSealAdmin) && c.Department != "":
+	case !d.Allowed:
+		return nil, "", fmt.Errorf("%w: %s", ErrForbidden, d.Rule)
+	case d.Scope == policies.ScopeAny:
+	case d.Scope == policies.ScopeDepartment && c.Department != "":
 		if f.Department != "" && f.Department != c.Department {
 			return nil, "", fmt.Errorf("%w: %s may only list seals of department %q", ErrForbidden, c.Name, c.Department)
 		}
 		f.Department = c.Department
 	default:
-		return nil, "", fmt.Errorf("%w: %s may not list seals", ErrForbidden, c.Name)
+		return nil, "", fmt.Errorf("%w: %s may not list seals (%s)", ErrForbidden, c.Name, d.Rule)
 	}
 	return s.store.Seals(ctx, f)
 }
@@ -923,8 +950,9 @@ func (s *Service) setStatus(ctx context.Context, c Caller, ch StatusChange) (*Re
 	if err != nil {
 		return nil, err
 	}
-	if !c.mayAdminister(cur.Department) {
-		return nil, fmt.Errorf("%w: %s may not change seals of department %q", ErrForbidden, c.Name, cur.Department)
+	action := map[SealState]string{SealSuspended: "seal.suspend", SealActive: "seal.resume", SealRevoked: "seal.revoke"}[ch.To]
+	if err := s.authorize(ctx, c, action, cur.ID, cur.Department); err != nil {
+		return nil, err
 	}
 	ch.By, ch.At = c.Name, s.now()
 	rec, err := s.store.SetSealStatus(ctx, ch)
@@ -965,8 +993,8 @@ func (s *Service) AddGrant(ctx context.Context, c Caller, id, principal string) 
 	if err != nil {
 		return nil, err
 	}
-	if !c.mayAdminister(rec.Department) {
-		return nil, fmt.Errorf("%w: %s may not grant seals of department %q", ErrForbidden, c.Name, rec.Department)
+	if err := s.authorize(ctx, c, "seal.grant", rec.ID, rec.Department); err != nil {
+		return nil, err
 	}
 	g := Grant{SealID: id, Principal: principal, GrantedBy: c.Name, CreatedAt: s.now()}
 	if err := s.store.AddGrant(ctx, g); err != nil {
@@ -981,8 +1009,8 @@ func (s *Service) DeleteGrant(ctx context.Context, c Caller, id, principal strin
 	if err != nil {
 		return err
 	}
-	if !c.mayAdminister(rec.Department) {
-		return fmt.Errorf("%w: %s may not change grants of department %q", ErrForbidden, c.Name, rec.Department)
+	if err := s.authorize(ctx, c, "seal.ungrant", rec.ID, rec.Department); err != nil {
+		return err
 	}
 	err = s.store.DeleteGrant(ctx, id, principal)
 	s.mu.Lock()
@@ -997,8 +1025,8 @@ func (s *Service) Grants(ctx context.Context, c Caller, id string) ([]Grant, err
 	if err != nil {
 		return nil, err
 	}
-	if !c.mayOversee(rec.Department) {
-		return nil, fmt.Errorf("%w: %s may not see grants of department %q", ErrForbidden, c.Name, rec.Department)
+	if err := s.authorize(ctx, c, "seal.grant.read", rec.ID, rec.Department); err != nil {
+		return nil, err
 	}
 	return s.store.Grants(ctx, id)
 }
@@ -1048,11 +1076,19 @@ func (s *Service) Stamp(ctx context.Context, c Caller, req StampRequest) (*Stamp
 	if err := s.checkGrant(ctx, req.SealID, c.Name, now); err != nil {
 		return nil, err
 	}
+	// The grant is the object's half of the rule; the policy says which
+	// roles may use a grant at all (seal.stamp).
+	if d := s.policy.Decide(c.principal(), "seal.stamp", sealResource(req.SealID, u.rec.Department, true, c.Name)); !d.Allowed {
+		return nil, fmt.Errorf("%w: %s", ErrForbidden, d.Rule)
+	}
 	at := now.UTC().Truncate(time.Second)
 	if err := u.usableAt(at); err != nil {
 		return nil, err
 	}
-	der, err := Stamp(ctx, u.rec.DER, u.holderDER, u.signer, req.DataHash, req.PropertyInfo, at)
+	// What Stamp checks on every call (v4 seal, holder in its certList,
+	// key of the holder certificate) was checked when the seal was
+	// loaded; the time, hash and propertyInfo were checked above.
+	der, err := stampUnchecked(u.rec.DER, u.holderDER, u.signer, req.DataHash, req.PropertyInfo, at)
 	if err != nil {
 		return nil, fmt.Errorf("seal: stamping with seal %s: %w", req.SealID, err)
 	}
@@ -1092,14 +1128,18 @@ func checkPropertyInfo(p string) error {
 	return nil
 }
 
-// signatureValue returns the signer's signature of a SES_Signature we
-// just made.
+// signatureValue returns the signer's signature value of a v4
+// SES_Signature we just made, without parsing (and copying) the seal
+// inside it again.
 func signatureValue(der []byte) ([]byte, error) {
-	sig, err := ParseSignature(der)
-	if err != nil {
-		return nil, fmt.Errorf("seal: the signature just made does not parse: %w", err)
+	in := cryptobyte.String(der)
+	var sig cryptobyte.String
+	var value asn1.BitString
+	if !in.ReadASN1(&sig, cbasn1.SEQUENCE) || !sig.SkipASN1(cbasn1.SEQUENCE) || !sig.SkipASN1(cbasn1.OCTET_STRING) ||
+		!sig.SkipASN1(cbasn1.OBJECT_IDENTIFIER) || !sig.ReadASN1BitString(&value) || value.BitLength%8 != 0 {
+		return nil, errors.New("seal: the signature just made does not parse")
 	}
-	return bytes.Clone(sig.Value), nil
+	return bytes.Clone(value.Bytes), nil
 }
 
 // usableAt checks the seal's status and validity, and the holder
@@ -1131,12 +1171,13 @@ func (s *Service) usableSeal(ctx context.Context, id string, now time.Time) (*us
 	if err != nil {
 		return nil, err
 	}
+	// Check once what stamping relies on, so that each stamp need not.
 	parsed, err := ParseSeal(rec.DER)
 	if err != nil {
 		return nil, fmt.Errorf("seal: stored seal %s does not parse: %w", id, err)
 	}
-	if len(parsed.Certs) == 0 {
-		return nil, fmt.Errorf("seal: stored seal %s names no holder certificate", id)
+	if parsed.Version != VersionV4 || len(parsed.Certs) == 0 {
+		return nil, fmt.Errorf("seal: stored seal %s is not a v4 seal with a holder certificate", id)
 	}
 	holder, err := smx509.ParseCertificate(parsed.Certs[0])
 	if err != nil {
@@ -1145,6 +1186,9 @@ func (s *Service) usableSeal(ctx context.Context, id string, now time.Time) (*us
 	signer, err := s.keys.Signer(ctx, rec.HolderKeyRef)
 	if err != nil {
 		return nil, fmt.Errorf("seal: holder key of seal %s: %w", id, err)
+	}
+	if err := matchKey(parsed.Certs[0], signer); err != nil {
+		return nil, fmt.Errorf("seal: holder key %s of seal %s: %w", rec.HolderKeyRef, id, err)
 	}
 	u = &usableSeal{rec: rec, holderDER: parsed.Certs[0], holderEnd: holder.NotAfter, signer: signer, loaded: now}
 	s.mu.Lock()
@@ -1216,9 +1260,18 @@ func (s *Service) Stamps(ctx context.Context, c Caller, id, cursor string, limit
 		return nil, "", err
 	}
 	f := StampFilter{SealID: id, Cursor: cursor, Limit: limit}
-	if !c.mayOversee(rec.Department) {
-		if err := s.requireGrant(ctx, c, id); err != nil {
+	p := c.principal()
+	if d := s.policy.Decide(p, "stamp.list", sealResource(rec.ID, rec.Department, false, c.Name)); !d.Allowed {
+		// Not every stamp of this seal: perhaps the caller's own ones,
+		// for a principal that holds a grant (others learn nothing, not
+		// even an empty list).
+		granted, err := s.store.Granted(ctx, rec.ID, c.Name)
+		if err != nil {
 			return nil, "", err
+		}
+		own := policies.Resource{ID: "seal/" + rec.ID + "/stamps-by/" + c.Name, Department: rec.Department, Owner: c.Name}
+		if d := s.policy.Decide(p, "stamp.list", own); !granted || !d.Allowed {
+			return nil, "", fmt.Errorf("%w: %s may not list stamps of seal %s", ErrForbidden, c.Name, rec.ID)
 		}
 		f.Principal = c.Name
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gmtrust/gmtrust/internal/app"
+	"github.com/gmtrust/gmtrust/internal/audit"
 )
 
 // version is set with -ldflags at build time.
@@ -62,6 +63,11 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
+	// Whatever a command changes is audited as done from the command line
+	// by the operating-system user running it.
+	root.PersistentPreRun = func(cmd *cobra.Command, _ []string) {
+		cmd.SetContext(audit.WithActor(cmd.Context(), audit.Actor{Principal: "cli:" + currentUser(), Source: "cli"}))
+	}
 	def := os.Getenv("GMTRUST_DATA_DIR")
 	if def == "" {
 		def = "./data"
@@ -71,6 +77,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "", "log level: debug, info, warn, error (default from config)")
 	root.AddCommand(newInitCmd(g), newServeCmd(g), newCertCmd(g), newCRLCmd(g), newHSMCmd(g))
 	root.AddCommand(newOCSPCmd(g))
+	root.AddCommand(newPrincipalCmd(g), newTokenCmd(g), newAuditCmd(g))
 	root.AddCommand(newSealCmd(g))
 	return root
 }

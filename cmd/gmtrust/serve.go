@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -16,21 +17,30 @@ import (
 	"github.com/gmtrust/gmtrust/internal/app"
 )
 
+// serveTLS are the HTTPS options of serve.
+type serveTLS struct {
+	enabled bool
+	hosts   []string
+}
+
 func newServeCmd(g *globals) *cobra.Command {
 	var listen string
+	var st serveTLS
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the HTTP API, CRLs and CA certificates",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return serve(cmd.Context(), g, listen)
+			return serve(cmd.Context(), g, listen, st)
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", "", "listen address (default from config, env GMTRUST_LISTEN)")
+	cmd.Flags().BoolVar(&st.enabled, "tls", false, "serve HTTPS with a server certificate from this CA (server-tls, ECDSA P-256 key in the key manager) and accept client certificates (staff-sign) from it")
+	cmd.Flags().StringSliceVar(&st.hosts, "tls-host", nil, "extra DNS name or IP for the server certificate (the listen host and the public URL host are always included)")
 	return cmd
 }
 
-func serve(ctx context.Context, g *globals, listen string) error {
+func serve(ctx context.Context, g *globals, listen string, st serveTLS) error {
 	a, err := app.Open(ctx, g.dataDir, app.Options{Logger: g.logger("info")})
 	if err != nil {
 		return err
@@ -40,14 +50,18 @@ func serve(ctx context.Context, g *globals, listen string) error {
 	if listen == "" {
 		listen = a.Config.Listen
 	}
-	srv := api.New(api.Deps{
+	acc, err := a.NewAccessService(os.Getenv)
+	if err != nil {
+		return err
+	}
+	srv := api.New(acc.Deps(api.Deps{
 		Authority: a.Authority,
-		Auth:      &app.TokenAuth{Store: a.Store, Now: a.Now},
 		Ready:     a.ReadyChecks(),
 		Logger:    log,
 		Metrics:   a.Registry,
 		Now:       a.Now,
-	})
+	}, a.Store))
+	srv.MountAccess(acc.Admin)
 	ocspOpts, err := app.OCSPOptionsFromEnv(os.Getenv)
 	if err != nil {
 		return err
@@ -71,6 +85,17 @@ func serve(ctx context.Context, g *globals, listen string) error {
 	if err != nil {
 		return err
 	}
+	scheme := "http"
+	var serverTLS *app.ServerTLS
+	if st.enabled {
+		serverTLS, err = a.NewServerTLS(ctx, app.TLSHosts(listen, a.Config.PublicURL, st.hosts))
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		ln = tls.NewListener(ln, serverTLS.Config())
+		scheme = "https"
+	}
 	hs := &http.Server{
 		// OCSP requests go straight to the responder, past the API's
 		// router and middleware: it is the hot path.
@@ -85,8 +110,15 @@ func serve(ctx context.Context, g *globals, listen string) error {
 	defer cancelBG()
 	go a.Authority.RunCRLs(bg, a.Store, a.Config.CRL.Refresh.Duration)
 	go oc.Run(bg)
+	go acc.Run(bg, a.Store)
+	if serverTLS != nil {
+		go serverTLS.Run(bg, time.Hour)
+	}
 
-	fmt.Fprintf(g.stdout, "gmtrust %s serving on http://%s (API under /api/v1, public URL %s)\n", version, ln.Addr(), a.Config.PublicURL)
+	fmt.Fprintf(g.stdout, "gmtrust %s serving on %s://%s (API under /api/v1, public URL %s)\n", version, scheme, ln.Addr(), a.Config.PublicURL)
+	if serverTLS != nil {
+		fmt.Fprintf(g.stdout, "  TLS server certificate SHA256 %s\n", api.Fingerprint(serverTLS.Certificate()))
+	}
 	fmt.Fprintf(g.stdout, "  admin token: %s\n", filepath.Join(a.Dir, app.AdminTokenFile))
 	for _, c := range a.Authority.CAs() {
 		fmt.Fprintf(g.stdout, "  CA %-8s %s  SHA256 %s\n", c.ID, c.Name, api.Fingerprint(c.DER))

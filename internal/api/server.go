@@ -45,12 +45,18 @@ type Principal struct {
 	Name       string
 	Department string // "" for administrators
 	Roles      []string
+	// Credential names what authenticated it ("token/ID",
+	// "certificate/SERIAL"), for logs and the audit trail.
+	Credential string
 }
 
 // ErrUnauthenticated is returned by an Authenticator for a bad credential.
 var ErrUnauthenticated = errors.New("unauthenticated")
 
-// Authenticator resolves a bearer token to a principal.
+// Authenticator resolves a bearer token to a principal. For a token that
+// does not authenticate it returns an error wrapping ErrUnauthenticated,
+// with the token's principal when the token was found (revoked, expired,
+// disabled principal) so that failures count against that principal.
 type Authenticator interface {
 	Authenticate(ctx context.Context, token string) (*Principal, error)
 }
@@ -66,6 +72,15 @@ type Deps struct {
 	Logger    *slog.Logger
 	Metrics   *prometheus.Registry
 	Now       func() time.Time
+	// Authz decides every request (see authz.go); nil means the policy
+	// shipped in policies/authz.yaml.
+	Authz AccessPolicy
+	// Audit records failed authentications and refusals; nil records
+	// nothing.
+	Audit Auditor
+	// CertAuth authenticates TLS client certificates; nil accepts none.
+	CertAuth      CertAuthenticator
+	FailureLimits FailureLimits
 }
 
 // Server serves the HTTP API.
@@ -75,6 +90,7 @@ type Server struct {
 	now func() time.Time
 	// Extra mounts routes of later features (OCSP, seals) on the router.
 	router chi.Router
+	acc    *access
 }
 
 // New builds the router.
@@ -86,8 +102,11 @@ func New(d Deps) *Server {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.acc = newAccess(d, s.log)
 	r := chi.NewRouter()
-	r.Use(middleware.RequestID, s.recoverer)
+	// authorize authenticates and authorizes every route, including those
+	// mounted later (it looks the route up when the request comes).
+	r.Use(middleware.RequestID, s.recoverer, s.authorize)
 	r.Get("/healthz", s.healthz)
 	r.Get("/readyz", s.readyz)
 	if d.Metrics != nil {
@@ -147,27 +166,17 @@ func PrincipalFrom(ctx context.Context) *Principal {
 	return p
 }
 
+// authenticate guards route groups that need a caller. The authorize
+// middleware has already authenticated the request; this refuses it
+// should a route ever be reached without a principal.
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := r.Header.Get("Authorization")
-		tok, ok := strings.CutPrefix(h, "Bearer ")
-		if !ok || tok == "" || s.d.Auth == nil {
+		if PrincipalFrom(r.Context()) == nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="gmtrust"`)
-			writeProblem(w, r, http.StatusUnauthorized, "unauthenticated", "a bearer token is required")
+			writeProblem(w, r, http.StatusUnauthorized, "unauthenticated", "a bearer token or a client certificate is required")
 			return
 		}
-		p, err := s.d.Auth.Authenticate(r.Context(), strings.TrimSpace(tok))
-		if err != nil {
-			if !errors.Is(err, ErrUnauthenticated) {
-				s.log.Error("authentication backend failed", "err", err)
-				writeProblem(w, r, http.StatusServiceUnavailable, "auth-unavailable", "authentication is temporarily unavailable")
-				return
-			}
-			w.Header().Set("WWW-Authenticate", `Bearer realm="gmtrust", error="invalid_token"`)
-			writeProblem(w, r, http.StatusUnauthorized, "unauthenticated", "invalid, expired or revoked token")
-			return
-		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey, p)))
+		next.ServeHTTP(w, r)
 	})
 }
 

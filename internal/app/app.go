@@ -175,33 +175,7 @@ func HashToken(token string) []byte {
 	return h[:]
 }
 
-// TokenAuth authenticates bearer tokens against the database.
-type TokenAuth struct {
-	Store *store.DB
-	Now   func() time.Time
-}
-
-// Authenticate implements api.Authenticator.
-func (t *TokenAuth) Authenticate(ctx context.Context, token string) (*api.Principal, error) {
-	if !strings.HasPrefix(token, TokenPrefix) || len(token) > 200 {
-		return nil, api.ErrUnauthenticated
-	}
-	tok, err := t.Store.TokenByHash(ctx, HashToken(token))
-	if errors.Is(err, ca.ErrNotFound) {
-		return nil, api.ErrUnauthenticated
-	}
-	if err != nil {
-		return nil, err
-	}
-	now := t.Now()
-	if !tok.RevokedAt.IsZero() || (!tok.ExpiresAt.IsZero() && !now.Before(tok.ExpiresAt)) {
-		return nil, api.ErrUnauthenticated
-	}
-	_ = t.Store.TouchToken(ctx, tok.ID, now) // best effort: last-use times are advisory
-	// Until principals and roles exist, every valid token is an
-	// administrator's.
-	return &api.Principal{Name: tok.Principal, Roles: []string{"admin"}}, nil
-}
+// TokenAuth (access.go) authenticates the tokens NewToken makes.
 
 // ReadyChecks are the /readyz checks: the database answers and every CA
 // key can be loaded.

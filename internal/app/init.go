@@ -165,7 +165,11 @@ func Init(ctx context.Context, p InitParams) (res *InitResult, err error) {
 		if err := db.InsertSignerTx(ctx, tx, &h.OCSP); err != nil {
 			return err
 		}
-		if err := db.InsertTokenTx(ctx, tx, &store.Token{ID: "admin-" + now.UTC().Format("20060102T150405"), Principal: "admin", Hash: hash, CreatedAt: now}); err != nil {
+		// The first administrator: the principal the admin token belongs to.
+		if err := db.InsertPrincipalTx(ctx, tx, &store.Principal{Name: AdminPrincipal, Kind: store.KindPerson, Roles: []string{"admin"}, CreatedAt: now}); err != nil {
+			return err
+		}
+		if err := db.InsertTokenTx(ctx, tx, &store.Token{ID: "admin-" + now.UTC().Format("20060102T150405"), Principal: AdminPrincipal, Hash: hash, CreatedAt: now}); err != nil {
 			return err
 		}
 		return db.SetSettingTx(ctx, tx, settingInitialised, now.UTC().Format(time.RFC3339))

@@ -110,6 +110,23 @@ func (d *DB) appendAudits(ctx context.Context, tx *sqlx.Tx, recs []auditRecord) 
 	return nil
 }
 
+// certObject names a certificate in the audit log.
+func certObject(caID, serial string) string { return "certificate/" + caID + "/" + serial }
+
+// certIssueAudit is the entry of an issued certificate.
+func certIssueAudit(ctx context.Context, r *certRow) auditRecord {
+	return auditRecord{ctx: ctx, action: "certificate.issue", object: certObject(r.CAID, r.Serial), outcome: audit.OutcomeSuccess,
+		details: map[string]any{"profile": r.Profile, "department": r.Department, "subject": r.Subject, "requested_by": r.RequestedBy}}
+}
+
+// auditTime formats a time for entry details; nil for the zero time.
+func auditTime(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
 // lockAuditHead reads the chain head inside tx, locking its row on
 // PostgreSQL until tx ends. A write that locks other rows before it knows
 // what to audit calls this first, so that every audited transaction takes

@@ -7,6 +7,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/gmtrust/gmtrust/ca"
+	"github.com/gmtrust/gmtrust/internal/audit"
 )
 
 type caRow struct {
@@ -66,7 +67,12 @@ func (d *DB) insertCA(ctx context.Context, tx *sqlx.Tx, r *ca.CARecord) error {
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 		r.ID, r.Name, r.Algorithm, r.ParentID, string(r.Role), r.KeyRef, r.DER,
 		r.NotBefore.Unix(), r.NotAfter.Unix(), r.CreatedAt.UnixNano())
-	return mapInsertErr(err, "CA "+r.ID, ErrDuplicate)
+	if err := mapInsertErr(err, "CA "+r.ID, ErrDuplicate); err != nil {
+		return err
+	}
+	return d.appendAudit(ctx, tx, "ca.create", "ca/"+r.ID, audit.OutcomeSuccess, map[string]any{
+		"name": r.Name, "role": string(r.Role), "algorithm": r.Algorithm, "parent": r.ParentID, "key_ref": r.KeyRef,
+	})
 }
 
 // CAs returns every CA, roots first, then in creation order.
@@ -145,7 +151,12 @@ func (d *DB) insertSigner(ctx context.Context, tx *sqlx.Tx, s *ca.SignerRecord) 
 		(id, ca_id, purpose, key_ref, cert_der, serial, not_before, not_after, created_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 		s.ID, s.CAID, s.Purpose, s.KeyRef, s.DER, s.Serial, s.NotBefore.Unix(), s.NotAfter.Unix(), s.CreatedAt.UnixNano())
-	return mapInsertErr(err, "signer "+s.ID, ErrDuplicate)
+	if err := mapInsertErr(err, "signer "+s.ID, ErrDuplicate); err != nil {
+		return err
+	}
+	return d.appendAudit(ctx, tx, "signer.create", "signer/"+s.ID, audit.OutcomeSuccess, map[string]any{
+		"purpose": s.Purpose, "certificate": certObject(s.CAID, s.Serial), "key_ref": s.KeyRef,
+	})
 }
 
 // Signers returns the delegated signers of a purpose, newest first.

@@ -13,6 +13,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/gmtrust/gmtrust/ca"
+	"github.com/gmtrust/gmtrust/internal/audit"
 )
 
 // Listing limits of Certificates.
@@ -178,7 +179,10 @@ func (d *DB) insertCertRow(ctx context.Context, tx *sqlx.Tx, r *certRow) error {
 	_, err := tx.StmtxContext(ctx, d.insertCert).ExecContext(ctx,
 		r.CAID, r.Serial, r.Profile, r.Department, r.Subject, r.SANs, r.KeyAlgorithm,
 		r.NotBefore, r.NotAfter, r.Status, r.Reason, r.RevokedAt, r.InvalidityDate, r.DER, r.RequestedBy, r.CreatedAt)
-	return mapInsertErr(err, "certificate "+r.CAID+"/"+r.Serial, ca.ErrDuplicateSerial)
+	if err := mapInsertErr(err, "certificate "+r.CAID+"/"+r.Serial, ca.ErrDuplicateSerial); err != nil {
+		return err
+	}
+	return d.appendAudits(ctx, tx, []auditRecord{certIssueAudit(ctx, r)})
 }
 
 // InsertCertificate stores a newly issued certificate through group
@@ -361,6 +365,11 @@ func (d *DB) listQuery(f ca.Filter, limit int) (string, []any, error) {
 // PostgreSQL so that concurrent revocations of it serialise. (SQLite's
 // immediate transaction already excludes every other writer.)
 func (d *DB) certForUpdate(ctx context.Context, tx *sqlx.Tx, caID, serial string) (*certRow, error) {
+	// The change will be audited: take the audit head's lock before the
+	// row's, as every audited write does, so that two cannot deadlock.
+	if _, err := d.lockAuditHead(ctx, tx); err != nil {
+		return nil, err
+	}
 	q := `SELECT ` + certColumns + ` FROM certificates WHERE ca_id = ? AND serial = ?`
 	if d.dialect == DialectPostgres {
 		q += " FOR UPDATE"
@@ -401,7 +410,9 @@ func (d *DB) setRevocation(ctx context.Context, tx *sqlx.Tx, r *certRow, ev revo
 		r.CAID, r.Serial, seq, ev.action, ev.reason, ev.at, ev.invalidityDate, ev.by, d.now().UnixNano()); err != nil {
 		return fmt.Errorf("store: revocation event of %s/%s: %w", r.CAID, r.Serial, err)
 	}
-	return nil
+	return d.appendAudit(ctx, tx, "certificate."+ev.action, certObject(r.CAID, r.Serial), audit.OutcomeSuccess, map[string]any{
+		"reason": ca.ReasonName(ev.reason), "at": auditTime(fromUnixSec(ev.at)), "invalidity_date": auditTime(fromUnixSec(ev.invalidityDate)), "by": ev.by,
+	})
 }
 
 // Revoke marks a certificate revoked, or on hold when Reason is

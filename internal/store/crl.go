@@ -8,6 +8,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/gmtrust/gmtrust/ca"
+	"github.com/gmtrust/gmtrust/internal/audit"
 )
 
 // crlEntriesSQL selects the CRL entries of a CA. "status <> 'good'" is the
@@ -92,6 +93,11 @@ func (d *DB) NextCRL(ctx context.Context, caID string, build func(number int64) 
 			VALUES (?, ?, ?, ?, ?, ?)`),
 			rec.CAID, rec.Number, rec.ThisUpdate.Unix(), unixSec(rec.NextUpdate), rec.DER, rec.CreatedAt.UnixNano())
 		if err := mapInsertErr(err, fmt.Sprintf("CRL %d of %s", n, caID), ErrDuplicate); err != nil {
+			return err
+		}
+		if err := d.appendAudit(ctx, tx, "crl.generate", fmt.Sprintf("crl/%s/%d", caID, n), audit.OutcomeSuccess, map[string]any{
+			"this_update": auditTime(rec.ThisUpdate), "next_update": auditTime(rec.NextUpdate), "size": len(rec.DER),
+		}); err != nil {
 			return err
 		}
 		out = rec

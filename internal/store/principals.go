@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"slices"
 	"strings"
@@ -466,4 +467,58 @@ func (d *DB) TokenByID(ctx context.Context, id string) (*Token, error) {
 	}
 	return &Token{ID: r.ID, Principal: r.Principal, Hash: r.Hash, CreatedAt: fromUnixNano(r.CreatedAt),
 		ExpiresAt: fromUnixNano(r.ExpiresAt), LastUsedAt: fromUnixNano(r.LastUsedAt), RevokedAt: fromUnixNano(r.RevokedAt)}, nil
+}
+
+// TokenPrincipal returns the token with the given SHA-256 and, in the
+// same query, its principal with roles (nil when no principal of that
+// name exists). Revoked and expired tokens are returned too (see
+// Token.Valid); ca.ErrNotFound when no token has that hash. One round
+// trip: it runs for every authenticated request.
+func (d *DB) TokenPrincipal(ctx context.Context, hash []byte) (*Token, *Principal, error) {
+	rows, err := d.db.QueryxContext(ctx, d.Rebind(`SELECT t.id, t.principal, t.created_at, t.expires_at, t.last_used_at, t.revoked_at,
+		p.kind, p.department, p.disabled, p.created_at, p.updated_at, r.role
+		FROM api_tokens t
+		LEFT JOIN principals p ON p.name = t.principal
+		LEFT JOIN principal_roles r ON r.principal = p.name
+		WHERE t.hash = ? ORDER BY r.role`), hash)
+	if err != nil {
+		return nil, nil, fmt.Errorf("store: token lookup: %w", err)
+	}
+	defer rows.Close()
+	var (
+		t *Token
+		p *Principal
+	)
+	for rows.Next() {
+		var (
+			tr               tokenRow
+			kind, dept, role sql.NullString
+			disabled, pc, pu sql.NullInt64
+		)
+		if err := rows.Scan(&tr.ID, &tr.Principal, &tr.CreatedAt, &tr.ExpiresAt, &tr.LastUsedAt, &tr.RevokedAt,
+			&kind, &dept, &disabled, &pc, &pu, &role); err != nil {
+			return nil, nil, fmt.Errorf("store: token lookup: %w", err)
+		}
+		if t == nil {
+			t = &Token{ID: tr.ID, Principal: tr.Principal, Hash: hash, CreatedAt: fromUnixNano(tr.CreatedAt),
+				ExpiresAt: fromUnixNano(tr.ExpiresAt), LastUsedAt: fromUnixNano(tr.LastUsedAt), RevokedAt: fromUnixNano(tr.RevokedAt)}
+			if kind.Valid {
+				p = &Principal{Name: tr.Principal, Kind: kind.String, Department: dept.String, Roles: []string{},
+					Disabled: disabled.Int64 != 0, CreatedAt: fromUnixNano(pc.Int64), UpdatedAt: fromUnixNano(pu.Int64)}
+			}
+		}
+		if p != nil && role.Valid {
+			p.Roles = append(p.Roles, role.String)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("store: token lookup: %w", err)
+	}
+	if t == nil {
+		return nil, nil, fmt.Errorf("store: token: %w", ca.ErrNotFound)
+	}
+	if at, ok := d.touch.pendingAt(t.ID); ok && at.After(t.LastUsedAt) {
+		t.LastUsedAt = at
+	}
+	return t, p, nil
 }

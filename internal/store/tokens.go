@@ -85,7 +85,7 @@ func (d *DB) insertToken(ctx context.Context, tx *sqlx.Tx, t *Token) error {
 	}
 	// The hash is not logged: the id names the token.
 	return d.appendAudit(ctx, tx, "token.create", "token/"+t.ID, audit.OutcomeSuccess,
-		map[string]any{"principal": t.Principal, "expires_at": unixNano(t.ExpiresAt)})
+		map[string]any{"principal": t.Principal, "expires_at": auditTime(t.ExpiresAt)})
 }
 
 // TokenByHash returns the token with the given SHA-256, revoked or expired

@@ -234,16 +234,23 @@ func (w *writer) tryBatch(reqs []*writeReq, bulk bool) (failed int, err error) {
 	}
 	if bulk {
 		var rows []*certRow
+		var audits []auditRecord
 		for _, r := range reqs {
 			if r.cert != nil {
 				rows = append(rows, r.cert)
+				audits = append(audits, certIssueAudit(r.ctx, r.cert))
 			}
 		}
 		if bulk = len(rows) >= bulkMin; bulk {
 			// The writes of one batch were all in flight together, so
 			// inserting their certificates ahead of the other writes
-			// reorders nothing a caller could have relied on.
+			// reorders nothing a caller could have relied on. Their audit
+			// entries go in the same order, in the same transaction.
 			if err := w.d.insertCertRows(ctx, tx, rows); err != nil {
+				tx.Rollback()
+				return -1, fmt.Errorf("%w: %w", errBulkFailed, err)
+			}
+			if err := w.d.appendAudits(ctx, tx, audits); err != nil {
 				tx.Rollback()
 				return -1, fmt.Errorf("%w: %w", errBulkFailed, err)
 			}
