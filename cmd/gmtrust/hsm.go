@@ -240,9 +240,14 @@ func storedKeys(ctx context.Context, db *store.DB) ([]storedKey, error) {
 			out = append(out, storedKey{Use: purpose, ID: s.ID, Ref: s.KeyRef, Cert: s.DER})
 		}
 	}
+	reg, err := store.NewSeals(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	defer reg.Close()
 	seen := map[string]bool{}
 	for cursor := ""; ; {
-		seals, next, err := db.Seals(ctx, seal.Filter{Cursor: cursor, Limit: 500})
+		seals, next, err := reg.Seals(ctx, seal.Filter{Cursor: cursor, Limit: 500})
 		if err != nil {
 			return nil, err
 		}
