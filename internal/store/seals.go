@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/jmoiron/sqlx"
 
+	"github.com/gmtrust/gmtrust/internal/audit"
 	"github.com/gmtrust/gmtrust/seal"
 )
 
@@ -148,6 +150,9 @@ func (reg *Seals) InsertSeal(ctx context.Context, r *seal.Record, grants []seal.
 		}
 	}
 	return d.Write(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
+		if _, err := d.lockAuditHead(ctx, tx); err != nil { // audited: head lock first
+			return err
+		}
 		_, err := tx.ExecContext(ctx, d.Rebind(`INSERT INTO seals (`+sealColumns+`)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 			r.ID, r.ESID, r.Name, r.Type, r.Department, r.HolderCAID, r.HolderSerial, r.HolderKeyRef,
@@ -156,12 +161,18 @@ func (reg *Seals) InsertSeal(ctx context.Context, r *seal.Record, grants []seal.
 		if err := mapInsertErr(err, "seal "+r.ID, seal.ErrDuplicate); err != nil {
 			return err
 		}
+		granted := make([]string, 0, len(grants))
 		for _, g := range grants {
 			if err := d.insertGrant(ctx, tx, g); err != nil {
 				return err
 			}
+			granted = append(granted, g.Principal)
 		}
-		return nil
+		return d.appendAudit(ctx, tx, "seal.create", "seal/"+r.ID, audit.OutcomeSuccess, map[string]any{
+			"esid": r.ESID, "name": r.Name, "type": r.Type, "department": r.Department,
+			"holder": certObject(r.HolderCAID, r.HolderSerial), "maker": r.MakerSignerID, "grants": granted,
+			"valid_start": auditTime(r.ValidStart), "valid_end": auditTime(r.ValidEnd),
+		})
 	})
 }
 
@@ -307,6 +318,9 @@ func (reg *Seals) SetSealStatus(ctx context.Context, ch seal.StatusChange) (*sea
 	var conflict bool
 	err := d.Write(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
 		out, conflict = nil, false
+		if _, err := d.lockAuditHead(ctx, tx); err != nil { // audited: head lock first
+			return err
+		}
 		var r sealRow
 		if err := tx.GetContext(ctx, &r, d.Rebind(`SELECT `+sealColumns+` FROM seals WHERE id = ?`+d.lockClause("FOR UPDATE")), ch.ID); err != nil {
 			return sealNotFound(err, "seal "+ch.ID)
@@ -335,7 +349,13 @@ func (reg *Seals) SetSealStatus(ctx context.Context, ch seal.StatusChange) (*sea
 		if err != nil {
 			return fmt.Errorf("store: update seal %s: %w", r.ID, err)
 		}
-		return nil
+		action := map[seal.SealState]string{seal.SealActive: "seal.resume", seal.SealSuspended: "seal.suspend", seal.SealRevoked: "seal.revoke"}[ch.To]
+		if action == "" {
+			action = "seal.status"
+		}
+		return d.appendAudit(ctx, tx, action, "seal/"+r.ID, audit.OutcomeSuccess, map[string]any{
+			"status": r.Status, "reason": ch.Reason, "by": ch.By,
+		})
 	})
 	if err != nil {
 		return nil, err
@@ -375,7 +395,22 @@ func (reg *Seals) AddGrant(ctx context.Context, g seal.Grant) error {
 		g.CreatedAt = d.now()
 	}
 	return d.Write(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
-		return d.insertGrant(ctx, tx, g)
+		if _, err := d.lockAuditHead(ctx, tx); err != nil { // audited: head lock first
+			return err
+		}
+		var n int
+		if err := tx.GetContext(ctx, &n, d.Rebind(`SELECT COUNT(*) FROM seal_grants WHERE seal_id = ? AND principal = ?`), g.SealID, g.Principal); err != nil {
+			return fmt.Errorf("store: grant on seal %s: %w", g.SealID, err)
+		}
+		if n > 0 {
+			return nil // granted already: nothing changes, nothing to audit
+		}
+		if err := d.insertGrant(ctx, tx, g); err != nil {
+			return err
+		}
+		return d.appendAudit(ctx, tx, "seal.grant", "seal/"+g.SealID, audit.OutcomeSuccess, map[string]any{
+			"principal": g.Principal, "by": g.GrantedBy,
+		})
 	})
 }
 
@@ -383,6 +418,9 @@ func (reg *Seals) AddGrant(ctx context.Context, g seal.Grant) error {
 func (reg *Seals) DeleteGrant(ctx context.Context, sealID, principal string) error {
 	d := reg.d
 	return d.Write(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
+		if _, err := d.lockAuditHead(ctx, tx); err != nil { // audited: head lock first
+			return err
+		}
 		res, err := tx.ExecContext(ctx, d.Rebind(`DELETE FROM seal_grants WHERE seal_id = ? AND principal = ?`), sealID, principal)
 		if err != nil {
 			return fmt.Errorf("store: delete grant: %w", err)
@@ -392,7 +430,7 @@ func (reg *Seals) DeleteGrant(ctx context.Context, sealID, principal string) err
 		} else if n == 0 {
 			return fmt.Errorf("store: grant of seal %s to %q: %w", sealID, principal, seal.ErrNotFound)
 		}
-		return nil
+		return d.appendAudit(ctx, tx, "seal.ungrant", "seal/"+sealID, audit.OutcomeSuccess, map[string]any{"principal": principal})
 	})
 }
 
@@ -469,6 +507,10 @@ func (reg *Seals) InsertStamp(ctx context.Context, s *seal.StampRecord) error {
 	var refused string
 	err := d.Write(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
 		refused = ""
+		// Audited: the head lock comes before the rows the check locks.
+		if _, err := d.lockAuditHead(ctx, tx); err != nil {
+			return err
+		}
 		var st struct {
 			Seal string `db:"seal_status"`
 			Cert string `db:"cert_status"`
@@ -489,7 +531,13 @@ func (reg *Seals) InsertStamp(ctx context.Context, s *seal.StampRecord) error {
 		}
 		_, err = tx.StmtxContext(ctx, reg.insertStamp).ExecContext(ctx, s.ID, s.SealID, s.Principal, unixSec(s.At), s.DataHash,
 			s.PropertyInfo, s.ApprovalRef, s.Signature, s.CreatedAt.UnixNano())
-		return mapInsertErr(err, "stamp "+s.ID, ErrDuplicate)
+		if err := mapInsertErr(err, "stamp "+s.ID, ErrDuplicate); err != nil {
+			return err
+		}
+		return d.appendAudit(ctx, tx, "seal.stamp", "stamp/"+s.ID, audit.OutcomeSuccess, map[string]any{
+			"seal": s.SealID, "data_hash": hex.EncodeToString(s.DataHash), "property_info": s.PropertyInfo,
+			"approval_ref": s.ApprovalRef, "at": auditTime(s.At),
+		})
 	})
 	if err != nil {
 		return err
