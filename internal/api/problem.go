@@ -42,6 +42,9 @@ func writeProblemRule(w http.ResponseWriter, r *http.Request, status int, slug, 
 // writeError maps a domain error to a problem response; unknown errors
 // become 500 without leaking their text.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	if s.writeKeyError(w, r, err) {
+		return
+	}
 	var re *ca.RequestError
 	var v *policies.Violation
 	switch {
