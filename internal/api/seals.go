@@ -477,12 +477,10 @@ func (h *sealHandlers) stamp(w http.ResponseWriter, r *http.Request) {
 	case "application/octet-stream":
 		f.PropertyInfo, f.ApprovalRef = r.URL.Query().Get("property_info"), r.URL.Query().Get("approval_ref")
 		hash, ok = hashUpload(w, r, http.MaxBytesReader(w, r.Body, MaxStampUpload))
-	case "", "application/json":
-		hash, ok = h.stampJSON(w, r, &f)
 	default:
-		writeProblem(w, r, http.StatusUnsupportedMediaType, "unsupported-media-type",
-			"send application/json, multipart/form-data (a file part) or application/octet-stream")
-		return
+		// JSON, whatever the label: like the other JSON endpoints, and
+		// what `curl -d` sends.
+		hash, ok = h.stampJSON(w, r, &f)
 	}
 	if !ok {
 		return

@@ -804,7 +804,7 @@ func TestSealBadInput(t *testing.T) {
 		{"non-ASCII property_info", m.ID, "", []byte(`{"data":"","property_info":"/文档/签名.xml"}`), 400, "invalid-seal-request"},
 		{"control character in property_info", m.ID, "", []byte(`{"data":"","property_info":"a\u0000b"}`), 400, "invalid-seal-request"},
 		{"unknown seal", "no-such-seal", "", []byte(`{"data":"","property_info":"x"}`), 404, "seal-not-found"},
-		{"unsupported media type", m.ID, "text/plain", []byte(`hello`), 415, "unsupported-media-type"},
+		{"neither JSON nor an upload", m.ID, "text/plain", []byte(`hello`), 400, "bad-json"},
 		{"JSON over the limit", m.ID, "", append([]byte(`{"data":"`), bytes.Repeat([]byte("A"), api.MaxStampJSONBody)...), 413, "body-too-large"},
 		{"multipart without a file", m.ID, "multipart/form-data; boundary=X", []byte("--X\r\nContent-Disposition: form-data; name=\"property_info\"\r\n\r\nx\r\n--X--\r\n"), 400, "missing-field"},
 	} {
