@@ -832,3 +832,29 @@ func TestVerifierRegistryRule(t *testing.T) {
 		t.Fatalf("garbage: %+v", r)
 	}
 }
+
+// FuzzCheckPictureInput: any picture bytes and declared type give an
+// answer without panicking, and what is accepted keeps to the rules.
+func FuzzCheckPictureInput(f *testing.F) {
+	f.Add("png", []byte("\x89PNG\r\n\x1a\n"), 40, 40)
+	f.Add("svg", []byte(`<svg xmlns="http://www.w3.org/2000/svg"><g/></svg>`), 1, 200)
+	f.Add("svg", []byte(`<!DOCTYPE x [<!ENTITY a "b">]><svg>&a;</svg>`), 40, 40)
+	f.Add("gif", []byte("GIF89a"), 0, 40)
+	f.Add("jpeg", []byte{0xff, 0xd8, 0xff}, 300, 40)
+	f.Fuzz(func(t *testing.T, typ string, data []byte, w, h int) {
+		out, err := checkPictureInput(PictureInput{Type: typ, Data: data, WidthMM: w, HeightMM: h})
+		if err != nil {
+			if !errors.Is(err, ErrInvalidRequest) {
+				t.Fatalf("error %v does not wrap ErrInvalidRequest", err)
+			}
+			return
+		}
+		if !slices.Contains([]string{"png", "jpg", "gif", "svg"}, out.Type) || len(data) == 0 || len(data) > MaxPictureSize ||
+			w < 1 || w > MaxPictureMM || h < 1 || h > MaxPictureMM {
+			t.Fatalf("accepted %q, %d bytes, %dx%d mm", out.Type, len(data), w, h)
+		}
+		if out.Type == "svg" && checkSVG(data) != nil {
+			t.Fatal("accepted an SVG that does not parse")
+		}
+	})
+}
