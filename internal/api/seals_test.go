@@ -944,3 +944,36 @@ func mustB64(t testing.TB, s string) []byte {
 	}
 	return b
 }
+
+// TestVerifyForeignSignature: a real signature from another PKI (the
+// KingGrid e-invoice test system) verifies through the public endpoint
+// without crashing and, since neither its CA nor its seal is ours, is at
+// best indeterminate, naming why.
+func TestVerifyForeignSignature(t *testing.T) {
+	e := newSealEnv(t, "")
+	sig, err := os.ReadFile(filepath.Join("..", "..", "seal", "testdata", "v4_kinggrid_999_SignedValue.dat"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile(filepath.Join("..", "..", "seal", "testdata", "v4_kinggrid_999_Signature.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := e.verify(sig, doc)
+	// Its seal expired in 2023: the signing time (2020) is what counts.
+	requireVerdict(t, rep, seal.VerdictIndeterminate, "")
+	for name, want := range map[string]string{
+		seal.CheckSealSignature: seal.ResultPass, seal.CheckSignature: seal.ResultPass, seal.CheckDataHash: seal.ResultPass,
+		seal.CheckChain: seal.ResultIndeterminate, seal.CheckRevocation: seal.ResultIndeterminate, seal.CheckSealStatus: seal.ResultIndeterminate,
+	} {
+		if c := check(rep, name); c.Result != want {
+			t.Errorf("%s: %+v, want %s", name, c, want)
+		}
+	}
+	if c := check(rep, seal.CheckRevocation); !strings.Contains(c.Detail, "not issued by this instance") {
+		t.Errorf("revocation detail %q", c.Detail)
+	}
+	if c := check(rep, seal.CheckSealStatus); !strings.Contains(c.Detail, "unknown to this registry") {
+		t.Errorf("seal_status detail %q", c.Detail)
+	}
+}
