@@ -48,7 +48,21 @@ var (
 	// ErrInvalidCursor is returned for a listing cursor this package did
 	// not produce. It wraps ErrInvalid.
 	ErrInvalidCursor = fmt.Errorf("%w: bad cursor", ErrInvalid)
+	// ErrNestedWrite is returned by Write and InTx called with the context
+	// of a write in progress. On SQLite that would wait forever for the
+	// writer running the outer write; in any case it would not be atomic
+	// with it. Use the tx you were given and the ...Tx methods instead.
+	ErrNestedWrite = errors.New("store: Write or InTx called inside a write; use its tx")
 )
+
+// inWriteKey marks the context a write function runs with.
+type inWriteKey struct{}
+
+func inWrite(ctx context.Context) bool { return ctx.Value(inWriteKey{}) != nil }
+
+func markInWrite(ctx context.Context) context.Context {
+	return context.WithValue(ctx, inWriteKey{}, true)
+}
 
 // Options configures a DB. The zero value is usable.
 type Options struct {
@@ -295,6 +309,9 @@ func (d *DB) Rebind(query string) string { return sqlx.Rebind(d.bind, query) }
 // first token) or that holds a lock while it computes (NextCRL). Use the
 // ...Tx methods inside fn.
 func (d *DB) InTx(ctx context.Context, fn func(ctx context.Context, tx *sqlx.Tx) error) error {
+	if inWrite(ctx) {
+		return ErrNestedWrite
+	}
 	release, err := d.acquireWrite(ctx)
 	if err != nil {
 		return err
@@ -304,7 +321,7 @@ func (d *DB) InTx(ctx context.Context, fn func(ctx context.Context, tx *sqlx.Tx)
 	if err != nil {
 		return fmt.Errorf("store: begin: %w", err)
 	}
-	if err := fn(ctx, tx); err != nil {
+	if err := fn(markInWrite(ctx), tx); err != nil {
 		tx.Rollback()
 		return err
 	}

@@ -123,6 +123,35 @@ func TestOpenMigratesIdempotently(t *testing.T) {
 	})
 }
 
+// TestOpenConcurrently opens a fresh database from several handles at
+// once, as a server and a CLI starting together would: the migrations run
+// once and every Open succeeds.
+func TestOpenConcurrently(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		dsn := b.newDSN(t)
+		const n = 4
+		errs := make(chan error, n)
+		for range n {
+			go func() {
+				db, err := Open(context.Background(), dsn, Options{})
+				if err == nil {
+					err = db.Close()
+				}
+				errs <- err
+			}()
+		}
+		for range n {
+			if err := <-errs; err != nil {
+				t.Fatalf("concurrent Open: %v", err)
+			}
+		}
+		db := openDB(t, dsn, Options{})
+		if got := countRows(t, db, "SELECT COUNT(*) FROM goose_db_version WHERE version_id = 1"); got != 1 {
+			t.Fatalf("migration 1 recorded %d times", got)
+		}
+	})
+}
+
 // TestBlobsStoredAsBlobs checks that SQLite keeps DER in BYTEA columns as
 // blobs (BYTEA has NUMERIC affinity there, which must not convert blobs).
 func TestBlobsStoredAsBlobs(t *testing.T) {

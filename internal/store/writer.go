@@ -98,6 +98,9 @@ func newWriter(d *DB, n, maxBatch int, bulk bool) *writer {
 }
 
 func (w *writer) submit(ctx context.Context, fn WriteFunc, cert *certRow) error {
+	if inWrite(ctx) {
+		return ErrNestedWrite
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -160,7 +163,7 @@ func (w *writer) loop() {
 		live := batch[:0]
 		for _, r := range batch {
 			if r.state.CompareAndSwap(reqQueued, reqStarted) {
-				r.ctx = context.WithoutCancel(r.ctx)
+				r.ctx = markInWrite(context.WithoutCancel(r.ctx))
 				live = append(live, r)
 			}
 		}

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -201,6 +202,42 @@ func TestCloseDrains(t *testing.T) {
 		db = openDB(t, dsn, Options{})
 		if got := countRows(t, db, "SELECT COUNT(*) FROM certificates"); got != n {
 			t.Fatalf("%d certificates after Close, want %d", got, n)
+		}
+	})
+}
+
+// TestNestedWrite: a write that calls Write or InTx with its own context
+// gets ErrNestedWrite instead of waiting forever for itself (SQLite has a
+// single writer).
+func TestNestedWrite(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		db, _ := newDB(t, b)
+		ctx := context.Background()
+		nested := func(ctx context.Context) error {
+			if err := db.SetSetting(ctx, "inner", "x"); !errors.Is(err, ErrNestedWrite) {
+				return fmt.Errorf("nested Write = %v, want ErrNestedWrite", err)
+			}
+			if err := db.InTx(ctx, func(context.Context, *sqlx.Tx) error { return nil }); !errors.Is(err, ErrNestedWrite) {
+				return fmt.Errorf("nested InTx = %v, want ErrNestedWrite", err)
+			}
+			return nil
+		}
+		done := make(chan error, 2)
+		go func() {
+			done <- db.Write(ctx, func(ctx context.Context, tx *sqlx.Tx) error { return nested(ctx) })
+		}()
+		go func() {
+			done <- db.InTx(ctx, func(ctx context.Context, tx *sqlx.Tx) error { return nested(ctx) })
+		}()
+		for range 2 {
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("nested write deadlocked")
+			}
 		}
 	})
 }
