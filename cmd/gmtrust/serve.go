@@ -50,37 +50,11 @@ func serve(ctx context.Context, g *globals, listen string, st serveTLS) error {
 	if listen == "" {
 		listen = a.Config.Listen
 	}
-	acc, err := a.NewAccessService(os.Getenv)
+	svc, err := a.NewService(ctx, os.Getenv)
 	if err != nil {
 		return err
 	}
-	srv := api.New(acc.Deps(api.Deps{
-		Authority: a.Authority,
-		Ready:     a.ReadyChecks(),
-		Logger:    log,
-		Metrics:   a.Registry,
-		Now:       a.Now,
-	}, a.Store))
-	srv.MountAccess(acc.Admin)
-	ocspOpts, err := app.OCSPOptionsFromEnv(os.Getenv)
-	if err != nil {
-		return err
-	}
-	oc, err := a.NewOCSP(ctx, ocspOpts)
-	if err != nil {
-		return err
-	}
-	defer oc.Close()
-	oc.Mount(srv.Router())
-	sealOpts, err := app.SealOptionsFromEnv(os.Getenv)
-	if err != nil {
-		return err
-	}
-	seals, err := a.NewSeals(ctx, sealOpts)
-	if err != nil {
-		return err
-	}
-	seals.Mount(srv)
+	defer svc.Close()
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return err
@@ -99,7 +73,7 @@ func serve(ctx context.Context, g *globals, listen string, st serveTLS) error {
 	hs := &http.Server{
 		// OCSP requests go straight to the responder, past the API's
 		// router and middleware: it is the hot path.
-		Handler:           oc.Handler.Mux(srv),
+		Handler:           svc.Handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
@@ -108,9 +82,7 @@ func serve(ctx context.Context, g *globals, listen string, st serveTLS) error {
 	}
 	bg, cancelBG := context.WithCancel(context.Background())
 	defer cancelBG()
-	go a.Authority.RunCRLs(bg, a.Store, a.Config.CRL.Refresh.Duration)
-	go oc.Run(bg)
-	go acc.Run(bg, a.Store)
+	svc.Run(bg)
 	if serverTLS != nil {
 		go serverTLS.Run(bg, time.Hour)
 	}

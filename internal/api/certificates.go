@@ -9,6 +9,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/gmtrust/gmtrust/ca"
+	"github.com/gmtrust/gmtrust/policies"
 )
 
 type issueRequest struct {
@@ -39,6 +40,9 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request) {
 	}
 	if req.ValidityDays < 0 {
 		writeProblem(w, r, http.StatusBadRequest, "bad-validity", "validity_days must be positive")
+		return
+	}
+	if !s.Allow(w, r, "certificate.issue", policies.Resource{ID: "certificate/new", Department: req.Department, Profile: req.Profile}) {
 		return
 	}
 	p := PrincipalFrom(r.Context())
@@ -103,10 +107,28 @@ func ToJSON(c *ca.Certificate, withPEM bool) CertificateJSON {
 	return j
 }
 
-func (s *Server) getCertificate(w http.ResponseWriter, r *http.Request) {
+// certResource describes a certificate to the access policy.
+func certResource(c *ca.Certificate) policies.Resource {
+	return policies.Resource{ID: "certificate/" + c.CAID + "/" + c.Serial, Department: c.Department, Owner: c.RequestedBy, Profile: c.Profile}
+}
+
+// findAllowed loads the certificate of the request's {serial} and checks
+// action on it; it answers the request itself when it returns nil.
+func (s *Server) findAllowed(w http.ResponseWriter, r *http.Request, action string) *ca.Certificate {
 	c, err := s.d.Authority.Find(r.Context(), chi.URLParam(r, "serial"))
 	if err != nil {
 		s.writeError(w, r, err)
+		return nil
+	}
+	if !s.Allow(w, r, action, certResource(c)) {
+		return nil
+	}
+	return c
+}
+
+func (s *Server) getCertificate(w http.ResponseWriter, r *http.Request) {
+	c := s.findAllowed(w, r, "certificate.read")
+	if c == nil {
 		return
 	}
 	writeJSON(w, http.StatusOK, ToJSON(c, true))
@@ -120,6 +142,17 @@ func (s *Server) listCertificates(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeProblem(w, r, http.StatusBadRequest, "bad-filter", "status must be good, revoked or hold")
 		return
+	}
+	// A department-scoped reader lists its own department only.
+	if d, _ := DecisionFrom(r.Context()); d.Scope != policies.ScopeAny {
+		p := PrincipalFrom(r.Context())
+		if d.Scope != policies.ScopeDepartment || p == nil || p.Department == "" ||
+			(f.Department != "" && f.Department != p.Department) {
+			s.deny(w, r, "certificate.list", "certificates?department="+f.Department,
+				policies.AccessDecision{Rule: "certificates of other departments are not listed to this principal"})
+			return
+		}
+		f.Department = p.Department
 	}
 	if l := q.Get("limit"); l != "" {
 		n, err := strconv.Atoi(l)
@@ -163,7 +196,11 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, http.StatusBadRequest, ca.ProblemBadReason, err.Error())
 		return
 	}
-	rr := ca.RevokeRequest{Serial: chi.URLParam(r, "serial"), Reason: reason, By: PrincipalFrom(r.Context()).Name}
+	cur := s.findAllowed(w, r, "certificate.revoke")
+	if cur == nil {
+		return
+	}
+	rr := ca.RevokeRequest{Serial: cur.Serial, Reason: reason, By: PrincipalFrom(r.Context()).Name}
 	if req.InvalidityDate != nil {
 		rr.InvalidityDate = *req.InvalidityDate
 	}
@@ -176,7 +213,11 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) unhold(w http.ResponseWriter, r *http.Request) {
-	c, err := s.d.Authority.Unhold(r.Context(), chi.URLParam(r, "serial"), PrincipalFrom(r.Context()).Name)
+	cur := s.findAllowed(w, r, "certificate.unhold")
+	if cur == nil {
+		return
+	}
+	c, err := s.d.Authority.Unhold(r.Context(), cur.Serial, PrincipalFrom(r.Context()).Name)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -211,7 +211,10 @@ func (s *ServerTLS) issue(ctx context.Context) error {
 }
 
 // use installs a certificate with its chain up to (not including) the
-// root.
+// root. CA certificates with SM2 keys are left out: crypto/tls clients
+// reject a whole handshake when one certificate of the chain has a key
+// they cannot parse, so on an SM2 instance the server sends its leaf
+// alone and clients must hold the issuing CA certificate themselves.
 func (s *ServerTLS) use(ctx context.Context, keyRef string, der []byte, caID string, leaf *x509.Certificate) error {
 	signer, err := s.a.Keys.Signer(ctx, keyRef)
 	if err != nil {
@@ -221,6 +224,9 @@ func (s *ServerTLS) use(ctx context.Context, keyRef string, der []byte, caID str
 	for id := caID; id != ""; {
 		rec, ok := s.a.Authority.CA(id)
 		if !ok || rec.Role == ca.RoleRoot {
+			break
+		}
+		if _, err := x509.ParseCertificate(rec.DER); err != nil {
 			break
 		}
 		chain = append(chain, rec.DER)
