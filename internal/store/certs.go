@@ -173,16 +173,22 @@ func (d *DB) newCertRow(c *ca.Certificate) (*certRow, error) {
 const insertCertSQL = `INSERT INTO certificates (` + certColumns + `)
 	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
+// insertCertRow inserts one certificate and its audit entry.
 func (d *DB) insertCertRow(ctx context.Context, tx *sqlx.Tx, r *certRow) error {
+	if err := d.execInsertCert(ctx, tx, r); err != nil {
+		return err
+	}
+	return d.appendAudits(ctx, tx, []auditRecord{certIssueAudit(ctx, r)})
+}
+
+// execInsertCert inserts the certificates row alone.
+func (d *DB) execInsertCert(ctx context.Context, tx *sqlx.Tx, r *certRow) error {
 	// The statement is prepared once per connection: parsing it again for
 	// every certificate was a quarter of the insert cost.
 	_, err := tx.StmtxContext(ctx, d.insertCert).ExecContext(ctx,
 		r.CAID, r.Serial, r.Profile, r.Department, r.Subject, r.SANs, r.KeyAlgorithm,
 		r.NotBefore, r.NotAfter, r.Status, r.Reason, r.RevokedAt, r.InvalidityDate, r.DER, r.RequestedBy, r.CreatedAt)
-	if err := mapInsertErr(err, "certificate "+r.CAID+"/"+r.Serial, ca.ErrDuplicateSerial); err != nil {
-		return err
-	}
-	return d.appendAudits(ctx, tx, []auditRecord{certIssueAudit(ctx, r)})
+	return mapInsertErr(err, "certificate "+r.CAID+"/"+r.Serial, ca.ErrDuplicateSerial)
 }
 
 // InsertCertificate stores a newly issued certificate through group

@@ -86,8 +86,8 @@ type Options struct {
 	// TouchToken are written (default 30s).
 	TouchInterval time.Duration
 
-	// bulk, for tests, forces multi-row certificate inserts on or off
-	// (nil: on for PostgreSQL only).
+	// bulk, for tests, turns the combined handling of a batch's
+	// certificate inserts off (nil: on).
 	bulk *bool
 }
 
@@ -168,11 +168,11 @@ func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
 		writers = 1
 		d.wsem = make(chan struct{}, 1)
 	}
-	bulk := dialect == DialectPostgres
+	bulk := true
 	if opts.bulk != nil {
 		bulk = *opts.bulk
 	}
-	d.w = newWriter(d, writers, opts.MaxBatch, bulk)
+	d.w = newWriter(d, writers, opts.MaxBatch, bulk, dialect == DialectPostgres)
 	d.touch = newToucher(d, opts.TouchInterval)
 	return d, nil
 }

@@ -55,11 +55,15 @@ type writer struct {
 	d        *DB
 	maxBatch int
 	queue    chan *writeReq
-	// bulk combines a batch's certificate inserts into multi-row INSERTs.
-	// It pays on PostgreSQL, where each statement is a round trip to
-	// another process; SQLite runs its prepared single-row insert faster
-	// than it parses a large statement.
+	// bulk handles a batch's certificate inserts together: their rows
+	// first, then their audit entries with one read and one update of the
+	// audit head (instead of one per certificate).
 	bulk bool
+	// multiRow inserts those rows with multi-row INSERTs. It pays on
+	// PostgreSQL, where each statement is a round trip to another
+	// process; SQLite runs its prepared single-row insert faster than it
+	// parses a large statement.
+	multiRow bool
 
 	// mu guards closed and queue sends against close(queue): submitters
 	// hold it shared while sending.
@@ -83,12 +87,13 @@ func (d *DB) WriteStats() WriteStats {
 	return WriteStats{Batches: d.w.batches.Load(), Writes: d.w.writes.Load(), FailedGroups: d.w.failed.Load()}
 }
 
-func newWriter(d *DB, n, maxBatch int, bulk bool) *writer {
+func newWriter(d *DB, n, maxBatch int, bulk, multiRow bool) *writer {
 	w := &writer{
 		d:        d,
 		maxBatch: maxBatch,
 		queue:    make(chan *writeReq, n*maxBatch),
 		bulk:     bulk,
+		multiRow: multiRow,
 	}
 	w.wg.Add(n)
 	for range n {
@@ -179,8 +184,8 @@ func (w *writer) loop() {
 // failing write, and the writes after it are run again as three groups,
 // so one bad write costs a few extra commits, not one per write, and fails
 // only its own caller. bulk allows the certificate inserts of reqs to be
-// combined into one statement; if that statement fails, nothing tells
-// which row is to blame, so the group is run again without it.
+// handled together; if that fails, nothing tells which row is to blame, so
+// the group is run again without it.
 func (w *writer) run(reqs []*writeReq, bulk bool) {
 	failed, err := w.tryBatch(reqs, bulk)
 	switch {
@@ -218,12 +223,12 @@ func (w *writer) run(reqs []*writeReq, bulk bool) {
 // errBulkFailed reports that the combined certificate insert failed.
 var errBulkFailed = errors.New("store: multi-row certificate insert failed")
 
-// bulkMin is the fewest certificates worth a multi-row INSERT.
+// bulkMin is the fewest certificates worth handling together.
 const bulkMin = 2
 
 // tryBatch runs reqs in one transaction. It returns the index of the
 // write that failed, or -1 when beginning or committing the transaction
-// (or the multi-row insert) failed, and the error.
+// (or the combined certificate inserts) failed, and the error.
 func (w *writer) tryBatch(reqs []*writeReq, bulk bool) (failed int, err error) {
 	ctx := context.Background()
 	release, err := w.d.acquireWrite(ctx)
@@ -249,7 +254,7 @@ func (w *writer) tryBatch(reqs []*writeReq, bulk bool) (failed int, err error) {
 			// inserting their certificates ahead of the other writes
 			// reorders nothing a caller could have relied on. Their audit
 			// entries go in the same order, in the same transaction.
-			if err := w.d.insertCertRows(ctx, tx, rows); err != nil {
+			if err := w.insertCerts(ctx, tx, rows); err != nil {
 				tx.Rollback()
 				return -1, fmt.Errorf("%w: %w", errBulkFailed, err)
 			}
@@ -272,6 +277,18 @@ func (w *writer) tryBatch(reqs []*writeReq, bulk bool) (failed int, err error) {
 		return -1, fmt.Errorf("store: commit: %w", err)
 	}
 	return -1, nil
+}
+
+func (w *writer) insertCerts(ctx context.Context, tx *sqlx.Tx, rows []*certRow) error {
+	if w.multiRow {
+		return w.d.insertCertRows(ctx, tx, rows)
+	}
+	for _, r := range rows {
+		if err := w.d.execInsertCert(ctx, tx, r); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // runFn runs one write, turning a panic into that caller's error so that a
