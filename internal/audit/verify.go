@@ -147,8 +147,12 @@ func Verify(ctx context.Context, src Source, cv CheckpointVerifier) (*Report, er
 	}
 	switch {
 	case head.Seq > w.rep.LastSeq:
+		removed := fmt.Sprintf("entries %d to %d were removed", w.rep.LastSeq+1, head.Seq)
+		if head.Seq == w.rep.LastSeq+1 {
+			removed = fmt.Sprintf("entry %d was removed", head.Seq)
+		}
 		w.rep.add(Problem{Kind: KindTruncated, Seq: w.rep.LastSeq + 1,
-			Detail: fmt.Sprintf("the head records %d entries but the log ends at %d: entries %d to %d were removed", head.Seq, w.rep.LastSeq, w.rep.LastSeq+1, head.Seq)})
+			Detail: fmt.Sprintf("the head records %d entries but the log ends at %d: %s", head.Seq, w.rep.LastSeq, removed)})
 	case head.Seq < w.rep.LastSeq:
 		w.rep.add(Problem{Kind: KindAltered, Seq: head.Seq + 1,
 			Detail: fmt.Sprintf("entries %d to %d are beyond the head (%d): they were not appended through the audit log", head.Seq+1, w.rep.LastSeq, head.Seq)})
