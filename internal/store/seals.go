@@ -507,9 +507,14 @@ func (reg *Seals) InsertStamp(ctx context.Context, s *seal.StampRecord) error {
 	var refused string
 	err := d.Write(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
 		refused = ""
-		// Audited: the head lock comes before the rows the check locks.
-		if _, err := d.lockAuditHead(ctx, tx); err != nil {
-			return err
+		// Audited: on PostgreSQL the head lock comes before the rows the
+		// check locks. SQLite has no row locks to order (its write
+		// transactions exclude each other), and this is the hot path: it
+		// reads the head once, when appending.
+		if d.dialect == DialectPostgres {
+			if _, err := d.lockAuditHead(ctx, tx); err != nil {
+				return err
+			}
 		}
 		var st struct {
 			Seal string `db:"seal_status"`
