@@ -212,9 +212,10 @@ func serveBench(b *testing.B, inst *benchInstance) string {
 	return "http://" + ln.Addr().String()
 }
 
-// httpLoad posts body to url with keep-alive clients on loopback (on the
-// same two cores as the server) and expects status.
-func httpLoad(b *testing.B, clients int, url, token string, body []byte, status int) {
+// httpLoad posts body (JSON unless contentType says otherwise) to url
+// with keep-alive clients on loopback (on the same two cores as the
+// server) and expects status.
+func httpLoad(b *testing.B, clients int, url, token, contentType string, body []byte, status int) {
 	tr := &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr}
@@ -224,7 +225,7 @@ func httpLoad(b *testing.B, clients int, url, token string, body []byte, status 
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
-			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Content-Type", contentType)
 			if token != "" {
 				req.Header.Set("Authorization", "Bearer "+token)
 			}
@@ -261,7 +262,7 @@ func BenchmarkHTTPStamp(b *testing.B) {
 					b.Fatal(err)
 				}
 				body, _ := json.Marshal(map[string]string{"digest": hex.EncodeToString(benchDigest), "property_info": "approval/2025/001", "approval_ref": "OA-1"})
-				httpLoad(b, clients, base+"/api/v1/seals/"+inst.sealID+"/stamp", tok, body, http.StatusCreated)
+				httpLoad(b, clients, base+"/api/v1/seals/"+inst.sealID+"/stamp", tok, "application/json", body, http.StatusCreated)
 				perSecond(b, "stamps/s")
 			})
 		}
@@ -279,8 +280,12 @@ func BenchmarkHTTPVerify(b *testing.B) {
 	}
 	body, _ := json.Marshal(map[string]string{"signature": base64.StdEncoding.EncodeToString(st.DER), "digest": hex.EncodeToString(benchDigest)})
 	for _, clients := range []int{8, 32} {
-		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
-			httpLoad(b, clients, base+"/api/v1/signatures/verify", "", body, http.StatusOK)
+		b.Run(fmt.Sprintf("json/clients=%d", clients), func(b *testing.B) {
+			httpLoad(b, clients, base+"/api/v1/signatures/verify", "", "application/json", body, http.StatusOK)
+			perSecond(b, "verifications/s")
+		})
+		b.Run(fmt.Sprintf("der/clients=%d", clients), func(b *testing.B) {
+			httpLoad(b, clients, base+"/api/v1/signatures/verify?digest="+hex.EncodeToString(benchDigest), "", "application/octet-stream", st.DER, http.StatusOK)
 			perSecond(b, "verifications/s")
 		})
 	}

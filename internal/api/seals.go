@@ -666,8 +666,15 @@ type verifyRequest struct {
 
 // verify is public: anyone holding a stamped document may check it. The
 // answer is 200 with the report whatever the verdict; only requests that
-// cannot be read get a problem.
+// cannot be read get a problem. The request is JSON, or the DER signature
+// itself as application/octet-stream with the document's SM3 digest in
+// the query (?digest=HEX): a signature embeds its seal and picture, tens
+// of KiB that cost more to scan as a JSON string than to verify.
 func (h *sealHandlers) verify(w http.ResponseWriter, r *http.Request) {
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/octet-stream" {
+		h.verifyDER(w, r)
+		return
+	}
 	var req verifyRequest
 	if !decodeJSONLimit(w, r, &req, MaxVerifyBody, false) {
 		return
@@ -698,6 +705,33 @@ func (h *sealHandlers) verify(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	rep := h.svc.Verify(r.Context(), sig, data, digest)
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, rep)
+}
+
+func (h *sealHandlers) verifyDER(w http.ResponseWriter, r *http.Request) {
+	sig, err := io.ReadAll(http.MaxBytesReader(w, r.Body, seal.MaxInputSize))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeProblem(w, r, http.StatusRequestEntityTooLarge, "body-too-large", fmt.Sprintf("a seal signature is at most %d bytes", seal.MaxInputSize))
+			return
+		}
+		writeProblem(w, r, http.StatusBadRequest, "bad-body", "reading the signature: "+err.Error())
+		return
+	}
+	if len(sig) == 0 {
+		writeProblem(w, r, http.StatusBadRequest, "missing-field", "the body must be the DER SES_Signature")
+		return
+	}
+	var digest []byte
+	if d := r.URL.Query().Get("digest"); d != "" {
+		if digest, err = decodeDigest(d); err != nil {
+			writeProblem(w, r, http.StatusBadRequest, "bad-digest", err.Error())
+			return
+		}
+	}
+	rep := h.svc.Verify(r.Context(), sig, nil, digest)
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, rep)
 }

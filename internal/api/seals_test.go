@@ -423,6 +423,20 @@ func testSealFlow(t *testing.T, e *sealEnv) {
 	}
 	crossCheck(t, byDigest)
 
+	// The DER signature as the body, the digest in the query.
+	r = e.do("POST", "/api/v1/signatures/verify?digest="+hex.EncodeToString(digest[:]), "", "application/octet-stream", byDigest)
+	var raw seal.Report
+	r.decode(t, &raw)
+	if r.status != 200 || raw.Verdict != seal.VerdictValid || !check(&raw, seal.CheckDataHash).OK {
+		t.Fatalf("raw verify: %d %s", r.status, r.body)
+	}
+	r = e.do("POST", "/api/v1/signatures/verify?digest="+strings.Repeat("00", 32), "", "application/octet-stream", byDigest)
+	raw = seal.Report{}
+	r.decode(t, &raw)
+	if raw.Verdict != seal.VerdictInvalid || !raw.Failed(seal.CheckDataHash) {
+		t.Fatalf("raw verify with another digest: %s", r.body)
+	}
+
 	var stamps struct {
 		Items []struct {
 			Principal    string `json:"principal"`
@@ -848,6 +862,23 @@ func TestSealBadInput(t *testing.T) {
 	} {
 		t.Run("verify/"+tc.name, func(t *testing.T) {
 			r := e.do("POST", "/api/v1/signatures/verify", "", "application/json", []byte(tc.body))
+			if r.status != tc.status || r.problem(t) != tc.problem {
+				t.Fatalf("got %d %s, want %d %s", r.status, r.body, tc.status, tc.problem)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		name, query string
+		body        []byte
+		status      int
+		problem     string
+	}{
+		{"empty DER body", "", nil, 400, "missing-field"},
+		{"DER with a bad digest", "?digest=zz", []byte{0x30, 0}, 400, "bad-digest"},
+		{"DER over the limit", "", make([]byte, seal.MaxInputSize+1), 413, "body-too-large"},
+	} {
+		t.Run("verify/"+tc.name, func(t *testing.T) {
+			r := e.do("POST", "/api/v1/signatures/verify"+tc.query, "", "application/octet-stream", tc.body)
 			if r.status != tc.status || r.problem(t) != tc.problem {
 				t.Fatalf("got %d %s, want %d %s", r.status, r.body, tc.status, tc.problem)
 			}
