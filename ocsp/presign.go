@@ -25,9 +25,20 @@ type PresignStore interface {
 	// DeleteStale removes responses whose nextUpdate is before t; they
 	// can never be served.
 	DeleteStale(ctx context.Context, before time.Time) (int, error)
-	// DueCount counts the certificates of the CAs with a response for one
-	// of the hashes due at now.
-	DueCount(ctx context.Context, caIDs []string, hashes []HashAlg, now time.Time) (int, error)
+	// DueCount counts the responses for the hashes due at now.
+	DueCount(ctx context.Context, hashes []HashAlg, now time.Time) (int, error)
+	// ScanState and SaveScanState keep the pre-signer's scan state where
+	// every process sharing the store sees it, so that a restart does not
+	// scan every certificate again and processes take turns at full
+	// scans.
+	ScanState(ctx context.Context) (ScanState, error)
+	SaveScanState(ctx context.Context, s ScanState) error
+}
+
+// ScanState is when the last scan for certificates without responses
+// started (LastPass) and when the last full one did (LastFull).
+type ScanState struct {
+	LastPass, LastFull time.Time
 }
 
 // Pre-signer defaults.
@@ -35,9 +46,11 @@ const (
 	DefaultPresignBatch    = 128
 	DefaultPresignRate     = 2000
 	DefaultPresignInterval = time.Minute
-	DefaultFullScan        = time.Hour
+	DefaultFullScan        = 6 * time.Hour
 	DefaultScanOverlap     = 10 * time.Minute
 	DefaultMaintenance     = 10 * time.Minute
+	DefaultScanWindow      = 2048
+	DefaultScanRate        = 10000
 )
 
 // PresignConfig tunes a Presigner. Zero values select the defaults.
@@ -50,12 +63,20 @@ type PresignConfig struct {
 	Rate float64
 	// Interval is the pause between rounds.
 	Interval time.Duration
-	// FullScanInterval is how often a round looks for certificates
-	// without responses across the whole table. Other rounds look only at
-	// certificates created since the previous round minus ScanOverlap,
-	// which covers clock skew between processes and late commits.
+	// FullScanInterval is how often (across every process sharing the
+	// store) a round looks for certificates without responses across the
+	// whole table (default 6 h). Other rounds look only at certificates
+	// created since the previous round minus ScanOverlap, which covers
+	// clock skew between processes and late commits. Such a full scan is
+	// a safety net: certificates lacking a response are answered anyway,
+	// signed on demand.
 	FullScanInterval time.Duration
 	ScanOverlap      time.Duration
+	// ScanWindow is how many certificates one claim of a scan examines
+	// (DefaultScanWindow), ScanRate how many per second a scan examines
+	// at most (DefaultScanRate; negative: unlimited).
+	ScanWindow int
+	ScanRate   float64
 	// MaintenanceInterval is how often stale responses are deleted and
 	// statuses reconciled (by one process of several).
 	MaintenanceInterval time.Duration
@@ -80,6 +101,12 @@ func (c *PresignConfig) defaults() {
 	if c.MaintenanceInterval <= 0 {
 		c.MaintenanceInterval = DefaultMaintenance
 	}
+	if c.ScanWindow <= 0 {
+		c.ScanWindow = DefaultScanWindow
+	}
+	if c.ScanRate == 0 {
+		c.ScanRate = DefaultScanRate
+	}
 }
 
 func defaultWorkers() int { return max(1, runtime.GOMAXPROCS(0)/2) }
@@ -95,8 +122,7 @@ type Presigner struct {
 
 	// mu serialises rounds; the fields below are the scan state.
 	mu        sync.Mutex
-	lastPass  time.Time
-	lastFull  time.Time
+	scan      ScanState
 	lastMaint time.Time
 }
 
@@ -138,7 +164,7 @@ func (p *Presigner) RunOnce(ctx context.Context) (PresignStats, error) {
 		p.lastMaint = now
 	}
 	cas, hashes := p.r.CAIDs(), p.r.cfg.Hashes
-	due, err := p.store.DueCount(ctx, cas, hashes, now)
+	due, err := p.store.DueCount(ctx, hashes, now)
 	if err != nil {
 		return st, fmt.Errorf("ocsp: counting due responses: %w", err)
 	}
@@ -161,21 +187,38 @@ func (p *Presigner) RunOnce(ctx context.Context) (PresignStats, error) {
 		}
 		st.Due += res.Signed / len(hashes)
 		st.Responses += res.Signed
-		if err := p.pace(ctx, res.Signed, start); err != nil {
+		if err := p.pace(ctx, res.Signed, 0, start); err != nil {
 			return st, err
 		}
 	}
 
+	// Another process may have made a full scan since we last looked.
+	shared, err := p.store.ScanState(ctx)
+	if err != nil {
+		return st, fmt.Errorf("ocsp: reading the scan state: %w", err)
+	}
+	if shared.LastFull.After(p.scan.LastFull) {
+		p.scan.LastFull = shared.LastFull
+	}
+	if p.scan.LastPass.IsZero() {
+		// A restart carries on from the last pass any process made.
+		p.scan.LastPass = shared.LastPass
+	}
 	var since time.Time
-	st.FullScan = p.lastFull.IsZero() || now.Sub(p.lastFull) >= p.cfg.FullScanInterval
+	st.FullScan = p.scan.LastFull.IsZero() || now.Sub(p.scan.LastFull) >= p.cfg.FullScanInterval
 	if !st.FullScan {
-		since = p.lastPass.Add(-p.cfg.ScanOverlap)
+		since = p.scan.LastPass
+		if since.IsZero() || p.scan.LastFull.After(since) {
+			since = p.scan.LastFull
+		}
+		since = since.Add(-p.cfg.ScanOverlap)
 	}
 	after := ""
 	for {
 		start := time.Now()
 		res, err := p.store.ClaimBatch(ctx, Claim{
-			Kind: ClaimMissing, CAIDs: cas, Hashes: hashes, Now: now, Limit: p.cfg.BatchSize, Since: since, After: after,
+			Kind: ClaimMissing, CAIDs: cas, Hashes: hashes, Now: now, Limit: p.cfg.BatchSize,
+			Since: since, After: after, Window: p.cfg.ScanWindow,
 		}, sign)
 		if err != nil {
 			return st, p.failed(fmt.Errorf("ocsp: signing missing responses: %w", err))
@@ -186,15 +229,18 @@ func (p *Presigner) RunOnce(ctx context.Context) (PresignStats, error) {
 			break
 		}
 		after = res.Next
-		if err := p.pace(ctx, res.Signed, start); err != nil {
+		if err := p.pace(ctx, res.Signed, res.Scanned, start); err != nil {
 			return st, err
 		}
 	}
-	p.lastPass = now
+	p.scan.LastPass = now
 	if st.FullScan {
-		p.lastFull = now
+		p.scan.LastFull = now
 	}
-	p.r.metrics.backlog.Set(float64(due + st.Missing))
+	if err := p.store.SaveScanState(ctx, p.scan); err != nil {
+		return st, fmt.Errorf("ocsp: saving the scan state: %w", err)
+	}
+	p.r.metrics.backlog.Set(float64(due + st.Missing*len(hashes)))
 	return st, nil
 }
 
@@ -229,13 +275,18 @@ func (p *Presigner) maintain(ctx context.Context, now time.Time, st *PresignStat
 	return err
 }
 
-// pace sleeps as long as signing n responses should take at the configured
-// rate, minus what the batch already took.
-func (p *Presigner) pace(ctx context.Context, n int, start time.Time) error {
-	if p.cfg.Rate < 0 || n == 0 {
-		return ctx.Err()
+// pace sleeps as long as signing signed responses and examining scanned
+// certificates should take at the configured rates, minus what the batch
+// already took.
+func (p *Presigner) pace(ctx context.Context, signed, scanned int, start time.Time) error {
+	var want float64
+	if p.cfg.Rate > 0 {
+		want += float64(signed) / p.cfg.Rate
 	}
-	wait := time.Duration(float64(n)/p.cfg.Rate*float64(time.Second)) - time.Since(start)
+	if p.cfg.ScanRate > 0 {
+		want += float64(scanned) / p.cfg.ScanRate
+	}
+	wait := time.Duration(want*float64(time.Second)) - time.Since(start)
 	if wait <= 0 {
 		return ctx.Err()
 	}

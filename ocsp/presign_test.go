@@ -154,3 +154,35 @@ func TestPresignTwoProcesses(t *testing.T) {
 		clk.Advance(12*time.Hour + time.Second)
 	}
 }
+
+// TestPresignScanState: a restarted pre-signer (or another process)
+// carries on from the scan state in the store instead of scanning every
+// certificate again, still finds certificates issued meanwhile, and makes
+// the next full scan when the interval has passed since the last one made
+// by anyone.
+func TestPresignScanState(t *testing.T) {
+	e := newEnv(t, hsm.ECDSAP256, "", envConfig{})
+	ctx := context.Background()
+	e.insertFake(t, 5, e.clock.Now().Add(365*24*time.Hour))
+	cfg := ocsp.PresignConfig{Rate: -1, ScanRate: -1, ScanWindow: 2, BatchSize: 2, FullScanInterval: 6 * time.Hour}
+	first := ocsp.NewPresigner(e.resp, e.store, e.app.Store, cfg)
+	st, err := first.RunOnce(ctx)
+	if err != nil || !st.FullScan || st.Missing != 6 {
+		t.Fatalf("first round %+v, %v", st, err)
+	}
+	e.clock.Advance(time.Hour)
+	e.insertFake(t, 2, e.clock.Now().Add(365*24*time.Hour))
+
+	restarted := ocsp.NewPresigner(e.resp, e.store, e.app.Store, cfg)
+	st, err = restarted.RunOnce(ctx)
+	if err != nil || st.FullScan || st.Missing != 2 {
+		t.Fatalf("after a restart: %+v, %v; want an incremental scan finding the 2 new certificates", st, err)
+	}
+	e.clock.Advance(5*time.Hour + time.Minute)
+	if st, err := first.RunOnce(ctx); err != nil || !st.FullScan {
+		t.Fatalf("6 h after the last full scan: %+v, %v", st, err)
+	}
+	if st, err := restarted.RunOnce(ctx); err != nil || st.FullScan {
+		t.Fatalf("another process just made the full scan: %+v, %v", st, err)
+	}
+}

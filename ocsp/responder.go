@@ -135,9 +135,11 @@ type Claim struct {
 	Limit int
 	// Since and After bound a ClaimMissing scan: certificates created at
 	// or after Since, after the position After (a ClaimResult.Next; "" for
-	// the start).
-	Since time.Time
-	After string
+	// the start). Window bounds how many certificates one claim examines,
+	// so that no query scans the whole table.
+	Since  time.Time
+	After  string
+	Window int
 	// CAID and Serial name the certificate of ClaimOne.
 	CAID, Serial string
 	// Notify asks the store to tell other responder processes, when the
@@ -150,6 +152,8 @@ type ClaimResult struct {
 	// Claimed is how many certificates were locked and examined; Signed
 	// how many responses were stored.
 	Claimed, Signed int
+	// Scanned is how many certificates a ClaimMissing examined.
+	Scanned int
 	// Next continues a ClaimMissing scan; "" when it reached the end.
 	Next string
 }

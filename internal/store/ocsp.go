@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -193,16 +194,40 @@ func (s *OCSP) ClaimBatch(ctx context.Context, c ocsp.Claim, sign ocsp.SignFunc)
 		return ocsp.ClaimResult{}, fmt.Errorf("%w: claim without CAs", ErrInvalid)
 	}
 	pg := s.d.dialect == DialectPostgres
+	var w scanWindow
+	if c.Kind == ocsp.ClaimMissing {
+		// The window is read outside the claiming transaction: it only
+		// bounds the scan, what is claimed is decided under the locks.
+		if w, err = s.window(ctx, s.d.db, c); err != nil {
+			return ocsp.ClaimResult{}, err
+		}
+	}
+	// next continues a missing scan after a claim that locked rows: after
+	// the last of them when the claim was full (more may follow in the
+	// window), else after the window.
+	next := func(rows []claimRow) string {
+		if c.Kind != ocsp.ClaimMissing {
+			return ""
+		}
+		if len(rows) == c.Limit {
+			last := rows[len(rows)-1]
+			return scanPos{at: last.CreatedAt, serial: last.Serial, caID: last.CAID}.String()
+		}
+		if w.end != nil {
+			return w.end.String()
+		}
+		return ""
+	}
 	// On SQLite the candidates are found before the write lock is taken,
 	// so a scan does not hold up issuance; the transaction re-reads them
 	// under the lock. PostgreSQL finds and locks them in the transaction.
 	var candidates []claimRow
 	if !pg && c.Kind != ocsp.ClaimOne {
-		if candidates, err = s.claim(ctx, s.d.db, c, hashes); err != nil {
+		if candidates, err = s.claim(ctx, s.d.db, c, hashes, w); err != nil {
 			return ocsp.ClaimResult{}, err
 		}
 		if len(candidates) == 0 {
-			return ocsp.ClaimResult{}, nil
+			return ocsp.ClaimResult{Scanned: w.size, Next: next(nil)}, nil
 		}
 	}
 	var res ocsp.ClaimResult
@@ -212,17 +237,10 @@ func (s *OCSP) ClaimBatch(ctx context.Context, c ocsp.Claim, sign ocsp.SignFunc)
 		var err error
 		if candidates != nil {
 			rows = candidates
-			res.Claimed = len(rows)
-		} else {
-			if rows, err = s.claim(ctx, tx, c, hashes); err != nil {
-				return err
-			}
-			res.Claimed = len(rows)
+		} else if rows, err = s.claim(ctx, tx, c, hashes, w); err != nil {
+			return err
 		}
-		if c.Kind == ocsp.ClaimMissing && len(rows) == c.Limit {
-			last := rows[len(rows)-1]
-			res.Next = strconv.FormatInt(last.CreatedAt, 10) + "/" + last.Serial + "/" + last.CAID
-		}
+		res.Claimed, res.Scanned, res.Next = len(rows), w.size, next(rows)
 		if candidates != nil {
 			// The status read outside the lock may have changed since.
 			if rows, err = s.reread(ctx, tx, rows); err != nil {
@@ -302,9 +320,80 @@ func (s *OCSP) reread(ctx context.Context, tx *sqlx.Tx, rows []claimRow) ([]clai
 	return out, nil
 }
 
+// scanPos is a position in the creation-order scan of certificates.
+type scanPos struct {
+	at     int64
+	serial string
+	caID   string
+}
+
+func (p scanPos) String() string {
+	return strconv.FormatInt(p.at, 10) + "/" + p.serial + "/" + p.caID
+}
+
+func parseScanPos(s string) (*scanPos, error) {
+	if s == "" {
+		return nil, nil
+	}
+	t, rest, ok1 := strings.Cut(s, "/")
+	serial, caID, ok2 := strings.Cut(rest, "/")
+	at, err := strconv.ParseInt(t, 10, 64)
+	if !ok1 || !ok2 || err != nil {
+		return nil, fmt.Errorf("%w: OCSP scan position %q", ErrInvalidCursor, s)
+	}
+	return &scanPos{at: at, serial: serial, caID: caID}, nil
+}
+
+// scanWindow is the part of a ClaimMissing scan one claim examines: after
+// after (nil: from the start) up to and including end (nil: to the end).
+type scanWindow struct {
+	after, end *scanPos
+	size       int // certificates in the window; 0 for the last one
+}
+
+// window finds the window of a ClaimMissing claim: its end is the
+// c.Window-th certificate after c.After, found by walking the index.
+func (s *OCSP) window(ctx context.Context, q sqlx.QueryerContext, c ocsp.Claim) (scanWindow, error) {
+	var w scanWindow
+	var err error
+	if w.after, err = parseScanPos(c.After); err != nil {
+		return w, err
+	}
+	size := c.Window
+	if size <= 0 {
+		size = 2048
+	}
+	var sb strings.Builder
+	args := appendStrings(nil, c.CAIDs)
+	sb.WriteString("SELECT c.created_at, c.serial, c.ca_id FROM certificates c WHERE c.ca_id IN (" + placeholders(len(c.CAIDs)) + ") AND c.created_at >= ?")
+	args = append(args, unixNano(c.Since))
+	if w.after != nil {
+		sb.WriteString(" AND (c.created_at, c.serial, c.ca_id) > (?, ?, ?)")
+		args = append(args, w.after.at, w.after.serial, w.after.caID)
+	}
+	sb.WriteString(" ORDER BY c.created_at, c.serial, c.ca_id LIMIT 1 OFFSET ?")
+	args = append(args, size-1)
+	var end struct {
+		At     int64  `db:"created_at"`
+		Serial string `db:"serial"`
+		CAID   string `db:"ca_id"`
+	}
+	err = sqlx.GetContext(ctx, q, &end, s.d.Rebind(sb.String()), args...)
+	switch {
+	case err == nil:
+		w.end, w.size = &scanPos{at: end.At, serial: end.Serial, caID: end.CAID}, size
+	case errors.Is(err, sql.ErrNoRows):
+		// The last window: fewer than size certificates are left. Its
+		// size only serves pacing, and the pass ends with it: leave it 0.
+	default:
+		return w, fmt.Errorf("store: OCSP scan window: %w", err)
+	}
+	return w, nil
+}
+
 // claim selects the certificates of a claim; inside a PostgreSQL
 // transaction it also locks them.
-func (s *OCSP) claim(ctx context.Context, q sqlx.QueryerContext, c ocsp.Claim, hashes []string) ([]claimRow, error) {
+func (s *OCSP) claim(ctx context.Context, q sqlx.QueryerContext, c ocsp.Claim, hashes []string, w scanWindow) ([]claimRow, error) {
 	pg := s.d.dialect == DialectPostgres
 	var sb strings.Builder
 	var args []any
@@ -323,35 +412,37 @@ func (s *OCSP) claim(ctx context.Context, q sqlx.QueryerContext, c ocsp.Claim, h
 		// end and stops after a few batches' worth, so a claim costs the
 		// same however much is due. Expired certificates are not
 		// refreshed.
+		// The CA filter stays outside: inside, SQLite would pick the
+		// primary key for it over the refresh_at index.
 		now := c.Now.Unix()
 		sb.WriteString(`(c.ca_id, c.serial) IN (SELECT r.ca_id, r.serial FROM ocsp_responses r
 			JOIN certificates c2 ON c2.ca_id = r.ca_id AND c2.serial = r.serial
-			WHERE r.refresh_at <= ? AND r.hash_alg IN (` + placeholders(len(hashes)) + `)
-			AND r.ca_id IN (` + placeholders(len(c.CAIDs)) + `) AND c2.not_after >= ?
-			ORDER BY r.refresh_at LIMIT ?) LIMIT ?`)
+			WHERE r.refresh_at <= ? AND r.hash_alg IN (` + placeholders(len(hashes)) + `) AND c2.not_after >= ?
+			ORDER BY r.refresh_at LIMIT ?) AND c.ca_id IN (` + placeholders(len(c.CAIDs)) + `) LIMIT ?`)
 		args = append(args, now)
 		args = appendStrings(args, hashes)
+		args = append(args, now, c.Limit*len(hashes)*8)
 		args = appendStrings(args, c.CAIDs)
-		args = append(args, now, c.Limit*len(hashes)*8, c.Limit)
+		args = append(args, c.Limit)
 		if pg {
 			sb.WriteString(" FOR NO KEY UPDATE OF c SKIP LOCKED")
 		}
 	case ocsp.ClaimMissing:
-		// A keyset scan in creation order (the certificates_created
-		// index): each claim continues where the previous one stopped,
-		// so a pass costs one look at each certificate.
+		// A keyset scan in creation order (the certificates_created and
+		// certificates_ca_created indexes) through windows of c.Window
+		// certificates: each claim continues where the previous one
+		// stopped and examines at most one window, so a pass costs one
+		// look at each certificate and no query runs long.
 		sb.WriteString("c.ca_id IN (" + placeholders(len(c.CAIDs)) + ") AND c.not_after >= ? AND c.created_at >= ?")
 		args = appendStrings(args, c.CAIDs)
 		args = append(args, c.Now.Unix(), unixNano(c.Since))
-		if c.After != "" {
-			t, rest, ok1 := strings.Cut(c.After, "/")
-			serial, caID, ok2 := strings.Cut(rest, "/")
-			at, err := strconv.ParseInt(t, 10, 64)
-			if !ok1 || !ok2 || err != nil {
-				return nil, fmt.Errorf("%w: OCSP scan position %q", ErrInvalidCursor, c.After)
-			}
+		if w.after != nil {
 			sb.WriteString(" AND (c.created_at, c.serial, c.ca_id) > (?, ?, ?)")
-			args = append(args, at, serial, caID)
+			args = append(args, w.after.at, w.after.serial, w.after.caID)
+		}
+		if w.end != nil {
+			sb.WriteString(" AND (c.created_at, c.serial, c.ca_id) <= (?, ?, ?)")
+			args = append(args, w.end.at, w.end.serial, w.end.caID)
 		}
 		sb.WriteString(" AND (")
 		for i, h := range hashes {
@@ -485,20 +576,38 @@ func (s *OCSP) DeleteResponses(ctx context.Context, caID, serial string) error {
 	})
 }
 
-// Reconcile implements ocsp.PresignStore.
+// Reconcile implements ocsp.PresignStore. Revoked and held certificates
+// are few, and both statements only visit those (through the partial
+// indexes on status <> 'good', which SQLite uses only when the predicate
+// is repeated literally): a response saying good for a certificate that
+// no longer is, and a response saying revoked or held that no longer
+// matches its certificate (lifted hold, changed reason).
 func (s *OCSP) Reconcile(ctx context.Context) (int, error) {
 	var n int64
 	err := s.d.InTx(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE ocsp_responses SET refresh_at = 0
-			WHERE refresh_at <> 0 AND EXISTS (SELECT 1 FROM certificates c
+		n = 0
+		for _, q := range []string{
+			`UPDATE ocsp_responses SET refresh_at = 0
+			WHERE refresh_at <> 0 AND status = 'good'
+			AND (ca_id, serial) IN (SELECT ca_id, serial FROM certificates WHERE status <> 'good')`,
+			`UPDATE ocsp_responses SET refresh_at = 0
+			WHERE refresh_at <> 0 AND status <> 'good'
+			AND EXISTS (SELECT 1 FROM certificates c
 				WHERE c.ca_id = ocsp_responses.ca_id AND c.serial = ocsp_responses.serial
 				AND (c.status <> ocsp_responses.status OR c.reason <> ocsp_responses.reason
-					OR c.revoked_at <> ocsp_responses.revoked_at))`)
-		if err != nil {
-			return fmt.Errorf("store: reconcile OCSP responses: %w", err)
+					OR c.revoked_at <> ocsp_responses.revoked_at))`,
+		} {
+			res, err := tx.ExecContext(ctx, q)
+			if err != nil {
+				return fmt.Errorf("store: reconcile OCSP responses: %w", err)
+			}
+			m, err := res.RowsAffected()
+			if err != nil {
+				return err
+			}
+			n += m
 		}
-		n, err = res.RowsAffected()
-		return err
+		return nil
 	})
 	return int(n), err
 }
@@ -517,24 +626,69 @@ func (s *OCSP) DeleteStale(ctx context.Context, before time.Time) (int, error) {
 	return int(n), err
 }
 
-// DueCount implements ocsp.PresignStore.
-func (s *OCSP) DueCount(ctx context.Context, caIDs []string, hs []ocsp.HashAlg, now time.Time) (int, error) {
+// DueCount implements ocsp.PresignStore: a range of the refresh_at index.
+func (s *OCSP) DueCount(ctx context.Context, hs []ocsp.HashAlg, now time.Time) (int, error) {
 	hashes, err := hashNames(hs)
 	if err != nil {
 		return 0, err
 	}
-	if len(caIDs) == 0 {
-		return 0, nil
-	}
-	args := []any{now.Unix()}
-	args = appendStrings(args, hashes)
-	args = appendStrings(args, caIDs)
+	args := appendStrings([]any{now.Unix()}, hashes)
 	var n int
-	if err := s.d.db.GetContext(ctx, &n, s.d.Rebind(`SELECT COUNT(*) FROM (SELECT DISTINCT ca_id, serial FROM ocsp_responses
-		WHERE refresh_at <= ? AND hash_alg IN (`+placeholders(len(hashes))+`) AND ca_id IN (`+placeholders(len(caIDs))+`)) due`), args...); err != nil {
+	if err := s.d.db.GetContext(ctx, &n, s.d.Rebind(`SELECT COUNT(*) FROM ocsp_responses
+		WHERE refresh_at <= ? AND hash_alg IN (`+placeholders(len(hashes))+`)`), args...); err != nil {
 		return 0, fmt.Errorf("store: count due OCSP responses: %w", err)
 	}
 	return n, nil
+}
+
+// Instance settings that hold the pre-signer's scan state.
+const (
+	settingOCSPLastPass = "ocsp_scan_last_pass"
+	settingOCSPLastFull = "ocsp_scan_last_full"
+)
+
+// ScanState implements ocsp.PresignStore.
+func (s *OCSP) ScanState(ctx context.Context) (ocsp.ScanState, error) {
+	var st ocsp.ScanState
+	for key, dst := range map[string]*time.Time{settingOCSPLastPass: &st.LastPass, settingOCSPLastFull: &st.LastFull} {
+		v, err := s.d.GetSetting(ctx, key)
+		if errors.Is(err, ca.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return st, err
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return st, fmt.Errorf("store: setting %s: %w", key, err)
+		}
+		*dst = fromUnixNano(n)
+	}
+	return st, nil
+}
+
+// SaveScanState implements ocsp.PresignStore. Times only move forward:
+// a process that started its pass earlier does not set them back.
+func (s *OCSP) SaveScanState(ctx context.Context, st ocsp.ScanState) error {
+	return s.d.InTx(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
+		for key, t := range map[string]time.Time{settingOCSPLastPass: st.LastPass, settingOCSPLastFull: st.LastFull} {
+			if t.IsZero() {
+				continue
+			}
+			var cur string
+			err := tx.GetContext(ctx, &cur, s.d.Rebind(`SELECT value FROM instance WHERE key = ?`), key)
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("store: setting %s: %w", key, err)
+			}
+			if n, perr := strconv.ParseInt(cur, 10, 64); err == nil && perr == nil && n >= t.UnixNano() {
+				continue
+			}
+			if err := s.d.SetSettingTx(ctx, tx, key, strconv.FormatInt(t.UnixNano(), 10)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // ResponseCount counts stored responses (for tests and tooling).

@@ -133,7 +133,7 @@ func TestOCSPClaims(t *testing.T) {
 		if claimed, _ := claimAll(t, s, due, f.sign); claimed != 0 {
 			t.Fatalf("nothing is due yet, claimed %d", claimed)
 		}
-		if n, err := s.DueCount(ctx, []string{"issuing"}, testHashes, now); err != nil || n != 0 {
+		if n, err := s.DueCount(ctx, testHashes, now); err != nil || n != 0 {
 			t.Fatalf("DueCount %d, %v", n, err)
 		}
 		if n, err := s.ResponseCount(ctx); err != nil || n != len(live)*len(testHashes) {
@@ -159,7 +159,7 @@ func TestOCSPClaims(t *testing.T) {
 		later := now.Add(13 * time.Hour)
 		due.Now = later
 		f.now, f.seen = later, nil
-		if n, err := s.DueCount(ctx, []string{"issuing"}, testHashes, later); err != nil || n != len(live) {
+		if n, err := s.DueCount(ctx, testHashes, later); err != nil || n != len(live)*len(testHashes) {
 			t.Fatalf("DueCount %d, %v", n, err)
 		}
 		claimed, signed = claimAll(t, s, due, f.sign)
@@ -198,7 +198,7 @@ func TestOCSPClaims(t *testing.T) {
 		if n, err := s.Reconcile(ctx); err != nil || n != 0 {
 			t.Fatalf("second Reconcile %d, %v", n, err)
 		}
-		if n, err := s.DueCount(ctx, []string{"issuing"}, testHashes, later); err != nil || n != 1 {
+		if n, err := s.DueCount(ctx, testHashes, later); err != nil || n != len(testHashes) {
 			t.Fatalf("DueCount after reconcile %d, %v", n, err)
 		}
 		one := ocsp.Claim{Kind: ocsp.ClaimOne, CAID: "issuing", Serial: live[1], Hashes: testHashes, Now: later, Limit: 1}
@@ -388,4 +388,96 @@ func TestNewOCSPNeedsDSNForPostgres(t *testing.T) {
 	if _, err := NewOCSP(context.Background(), db, OCSPOptions{}); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("err %v", err)
 	}
+}
+
+// TestOCSPMissingScanWindows: whatever the window and claim sizes, a pass
+// claims every certificate lacking a response exactly once, and skips the
+// expired and the complete ones.
+func TestOCSPMissingScanWindows(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		dsn := b.newDSN(t)
+		db := openDB(t, dsn, Options{})
+		s := newOCSPStore(t, db, dsn)
+		ctx := context.Background()
+		mustInsertCA(t, db, "issuing")
+		now := testTime.Add(time.Hour)
+		var want []string
+		var complete []ocsp.CertStatus
+		for i := range 23 {
+			c := testCert("issuing")
+			switch i % 5 {
+			case 1:
+				c.NotAfter = now.Add(-time.Second) // expired
+			case 3:
+				complete = append(complete, ocsp.CertStatus{CAID: c.CAID, Serial: c.Serial, Status: ca.StatusGood})
+			default:
+				want = append(want, c.Serial)
+			}
+			mustInsertCert(t, db, c)
+		}
+		slices.Sort(want)
+		f := &fakeSigner{now: now, refresh: time.Hour}
+		for _, c := range complete {
+			if _, err := s.ClaimBatch(ctx, ocsp.Claim{Kind: ocsp.ClaimOne, CAID: c.CAID, Serial: c.Serial, Hashes: testHashes, Now: now, Limit: 1}, f.sign); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, tc := range []struct{ window, limit int }{{1, 1}, {1, 5}, {2, 1}, {3, 2}, {4, 4}, {7, 3}, {100, 2}, {0, 100}} {
+			t.Run(fmt.Sprintf("window=%d,limit=%d", tc.window, tc.limit), func(t *testing.T) {
+				var got []string
+				scanned := 0
+				c := ocsp.Claim{Kind: ocsp.ClaimMissing, CAIDs: []string{"issuing"}, Hashes: testHashes, Now: now, Limit: tc.limit, Window: tc.window}
+				for range 200 {
+					// Sign nothing: every pass must find the same certificates.
+					res, err := s.ClaimBatch(ctx, c, func(_ context.Context, cs []ocsp.CertStatus) ([]ocsp.StoredResponse, error) {
+						for _, x := range cs {
+							got = append(got, x.Serial)
+						}
+						return nil, nil
+					})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if tc.window > 0 && res.Claimed > 0 && res.Scanned > tc.window {
+						t.Fatalf("claim scanned %d with a window of %d", res.Scanned, tc.window)
+					}
+					scanned += res.Scanned
+					if res.Next == "" {
+						break
+					}
+					c.After = res.Next
+				}
+				slices.Sort(got)
+				if !slices.Equal(got, want) {
+					t.Fatalf("claimed %v\nwant    %v", got, want)
+				}
+				if tc.window > 0 && scanned < 23-tc.window {
+					t.Errorf("reported %d scanned of 23", scanned)
+				}
+			})
+		}
+	})
+}
+
+func TestOCSPScanState(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		dsn := b.newDSN(t)
+		db := openDB(t, dsn, Options{})
+		s := newOCSPStore(t, db, dsn)
+		ctx := context.Background()
+		if st, err := s.ScanState(ctx); err != nil || !st.LastPass.IsZero() || !st.LastFull.IsZero() {
+			t.Fatalf("fresh state %+v, %v", st, err)
+		}
+		t1, t2 := testTime, testTime.Add(time.Hour)
+		for _, save := range []ocsp.ScanState{{LastPass: t2, LastFull: t1}, {LastPass: t1}, {LastFull: t2}} {
+			if err := s.SaveScanState(ctx, save); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Times only move forward.
+		st, err := s.ScanState(ctx)
+		if err != nil || !st.LastPass.Equal(t2) || !st.LastFull.Equal(t2) {
+			t.Fatalf("state %+v, %v", st, err)
+		}
+	})
 }
