@@ -5,6 +5,8 @@
 --   OCSP_BENCH_MODE=post   POST bodies from post.bin  (no nonce: pre-signed path)
 --   OCSP_BENCH_MODE=nonce  POST bodies from nonce.bin (nonce: signed live)
 --   OCSP_BENCH_MODE=get    GET paths from get.txt     (no nonce: pre-signed path)
+--   OCSP_BENCH_MODE=warm   POST bodies from post.bin in order, each thread
+--                          its own share: asks once for every certificate
 -- The .bin files hold fixed-size DER records (OCSP_BENCH_RECORD bytes
 -- each), so a request is one string.sub. OCSP_BENCH_DIR is where the files
 -- are; OCSP_BENCH_PATH the POST path ("/ocsp"; "/" for OpenSSL).
@@ -15,8 +17,14 @@ local dir = os.getenv("OCSP_BENCH_DIR") or "."
 local post_path = os.getenv("OCSP_BENCH_PATH") or "/ocsp"
 local record = tonumber(os.getenv("OCSP_BENCH_RECORD") or "0")
 
-local data, count, paths
+local data, count, paths, next_index
 local headers = { ["Content-Type"] = "application/ocsp-request" }
+
+local threads = 0
+function setup(thread)
+  thread:set("thread_index", threads)
+  threads = threads + 1
+end
 
 local function read_all(name)
   local f = assert(io.open(dir .. "/" .. name, "rb"))
@@ -36,6 +44,7 @@ function init(args)
     count = #paths
   else
     data = read_all(mode == "nonce" and "nonce.bin" or "post.bin")
+    next_index = thread_index or 0
     assert(record > 0 and #data % record == 0, "OCSP_BENCH_RECORD does not divide the request file")
     count = #data / record
   end
@@ -43,7 +52,14 @@ function init(args)
 end
 
 function request()
-  local i = math.random(count)
+  local i
+  if mode == "warm" then
+    -- Threads take interleaved shares of the records, in order.
+    i = next_index % count + 1
+    next_index = next_index + (tonumber(os.getenv("OCSP_BENCH_THREADS") or "2"))
+  else
+    i = math.random(count)
+  end
   if mode == "get" then
     return wrk.format("GET", paths[i])
   end
