@@ -118,7 +118,7 @@ func TestPresignTwoProcesses(t *testing.T) {
 	clk := newTestClock()
 	a, b := openEnv(t, dir, clk, envConfig{}), openEnv(t, dir, clk, envConfig{})
 	ctx := context.Background()
-	const n = 400
+	const n = 200
 	a.insertFake(t, n, clk.Now().Add(365*24*time.Hour))
 	const live = n + 1 // and the OCSP signer's certificate
 	hashes := int64(len(ocsp.DefaultHashes()))
@@ -126,7 +126,7 @@ func TestPresignTwoProcesses(t *testing.T) {
 	pa := ocsp.NewPresigner(a.resp, a.store, a.app.Store, cfg)
 	pb := ocsp.NewPresigner(b.resp, b.store, b.app.Store, cfg)
 
-	for round := range 3 {
+	for round := range 2 { // all missing, then all due
 		na, nb := a.keys.n.Load(), b.keys.n.Load()
 		var wg sync.WaitGroup
 		var sa, sb ocsp.PresignStats
