@@ -326,6 +326,14 @@ func (s *Server) deny(w http.ResponseWriter, r *http.Request, action, object str
 	writeProblemRule(w, r, http.StatusForbidden, "forbidden", "not allowed: "+d.Rule, action)
 }
 
+// forbidden answers 403 for a refusal decided past the middleware (by a
+// service that asks the policy itself, such as seal.Service) and audits
+// it under the action of the request's route.
+func (s *Server) forbidden(w http.ResponseWriter, r *http.Request, err error) {
+	_, action, _ := s.routeAction(r)
+	s.deny(w, r, action, r.URL.Path, policies.AccessDecision{Rule: err.Error()})
+}
+
 // Allow checks a handler's object against the policy (the second half of
 // a scoped permission) and answers 403 itself when it is refused.
 func (s *Server) Allow(w http.ResponseWriter, r *http.Request, action string, res policies.Resource) bool {

@@ -106,7 +106,7 @@ func (h *sealHandlers) sealError(w http.ResponseWriter, r *http.Request, err err
 	case errors.Is(err, seal.ErrNotFound):
 		writeProblem(w, r, http.StatusNotFound, "seal-not-found", err.Error())
 	case errors.Is(err, seal.ErrForbidden):
-		writeProblem(w, r, http.StatusForbidden, "forbidden", err.Error())
+		h.s.forbidden(w, r, err)
 	case errors.Is(err, seal.ErrNotUsable):
 		writeProblem(w, r, http.StatusConflict, "seal-not-usable", err.Error())
 	case errors.Is(err, seal.ErrStateConflict):
