@@ -46,8 +46,9 @@ var (
 	// ErrInvalid wraps every rejection of malformed input.
 	ErrInvalid = errors.New("store: invalid input")
 	// ErrInvalidCursor is returned for a listing cursor this package did
-	// not produce. It wraps ErrInvalid.
-	ErrInvalidCursor = fmt.Errorf("%w: bad cursor", ErrInvalid)
+	// not produce. It wraps ErrInvalid and ca.ErrInvalidRequest (a
+	// client error the API answers with 400).
+	ErrInvalidCursor = fmt.Errorf("%w: %w: bad cursor", ErrInvalid, ca.ErrInvalidRequest)
 	// ErrNestedWrite is returned by Write and InTx called with the context
 	// of a write in progress. On SQLite that would wait forever for the
 	// writer running the outer write; in any case it would not be atomic
