@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 FUZZTIME ?= 15s
 BENCHTIME ?= 1s
 
-.PHONY: all build run test deps test-deps fuzz bench bench-hsm bench-ocsp lint clean
+.PHONY: all build run test deps test-deps fuzz bench bench-ca bench-hsm bench-ocsp lint clean
 
 all: build
 
@@ -42,8 +42,16 @@ test-deps:
 # Every benchmark (numbers in BENCHMARKS.md). test-deps provides SoftHSM2
 # for the PKCS#11 ones.
 bench: build test-deps
-	$(GO) test -run='^$$' -bench=. -benchtime=$(BENCHTIME) -timeout 60m ./...
+	GMTRUST_TEST_POSTGRES=$(BENCH_POSTGRES) $(GO) test -run='^$$' -bench=. -benchtime=$(BENCHTIME) -timeout 60m ./...
 	scripts/bench-ocsp.sh
+
+# Only the CA core section of BENCHMARKS.md: issuance in-process (SM2 and
+# ECDSA CAs, SQLite and PostgreSQL), through the HTTP API with 8 and 32
+# keep-alive clients, and CRLs of 10k, 100k and 1M entries (time, peak RSS).
+BENCH_POSTGRES ?= $(or $(GMTRUST_TEST_POSTGRES),postgres://postgres@127.0.0.1:5432/test?sslmode=disable)
+bench-ca:
+	GMTRUST_TEST_POSTGRES=$(BENCH_POSTGRES) $(GO) test -run='^$$' -bench='^(BenchmarkIssue|BenchmarkIssueSerial|BenchmarkCRL)$$' -benchtime=$(BENCHTIME) -timeout 30m ./ca/
+	GMTRUST_TEST_POSTGRES=$(BENCH_POSTGRES) $(GO) test -run='^$$' -bench='^BenchmarkHTTPIssue$$' -benchtime=$(BENCHTIME) -timeout 30m ./internal/app/
 
 # Only the OCSP load run of BENCHMARKS.md: wrk against gmtrust serve, a Go
 # ceiling and OpenSSL's responder (installs wrk when missing).
