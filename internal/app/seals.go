@@ -118,8 +118,8 @@ func NewSealTrust(cas []ca.CARecord, extra [][]byte) (*seal.PoolTrust, error) {
 	return t, nil
 }
 
-// certLookup reads one issued certificate.
-type certLookup interface {
+// CertLookup reads one issued certificate (store.DB does).
+type CertLookup interface {
 	Certificate(ctx context.Context, caID, serial string) (*ca.Certificate, error)
 }
 
@@ -133,7 +133,7 @@ type certLookup interface {
 // and its status for the TTL; CertificateStatusChanged (the Authority's
 // listener hook) drops a status at once.
 type CertStatus struct {
-	db  certLookup
+	db  CertLookup
 	cas []issuerCert
 	now func() time.Time
 	ttl time.Duration
@@ -164,7 +164,7 @@ const maxStatusEntries = 100000
 
 // NewCertStatus returns a checker over db for certificates issued by cas.
 // ttl <= 0 means 5 s.
-func NewCertStatus(db certLookup, cas []ca.CARecord, now func() time.Time, ttl time.Duration) (*CertStatus, error) {
+func NewCertStatus(db CertLookup, cas []ca.CARecord, now func() time.Time, ttl time.Duration) (*CertStatus, error) {
 	if ttl <= 0 {
 		ttl = 5 * time.Second
 	}
