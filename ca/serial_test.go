@@ -84,3 +84,21 @@ func TestSerialDERContent(t *testing.T) {
 		}
 	}
 }
+
+func TestAppendSerialDERMatchesDecode(t *testing.T) {
+	for _, s := range []string{"7f", "80", "abc", "4a0b", "1", "ff", "0123", "4abcdef0123456789abcdef012345678"} {
+		want, err := serialDERContent(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := appendSerialDER(nil, s)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("appendSerialDER(%q) = %x, %v; want %x", s, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "xz", "12345678901234567890123456789012345678901"} {
+		if _, err := appendSerialDER(nil, bad); err == nil {
+			t.Errorf("appendSerialDER(%q): want error", bad)
+		}
+	}
+}
