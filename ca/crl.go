@@ -143,29 +143,90 @@ var (
 	oidInvalidityDateDER = []byte{0x55, 0x1d, 0x18}
 )
 
-// marshalTBSCertList builds a v2 TBSCertList; entries is called once and
-// feeds every revoked certificate through add.
-func marshalTBSCertList(p crlParams, entries func(add func(RevokedEntry) error) error) ([]byte, error) {
-	var app entryAppender
+// appendHeader appends a DER identifier and definite length.
+func appendHeader(dst []byte, tag byte, n int) []byte {
+	switch {
+	case n < 0x80:
+		return append(dst, tag, byte(n))
+	case n < 1<<8:
+		return append(dst, tag, 0x81, byte(n))
+	case n < 1<<16:
+		return append(dst, tag, 0x82, byte(n>>8), byte(n))
+	case n < 1<<24:
+		return append(dst, tag, 0x83, byte(n>>16), byte(n>>8), byte(n))
+	}
+	return append(dst, tag, 0x84, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+}
+
+// encodeCRL builds a v2 CRL: entries is called once and feeds every
+// revoked certificate through add; sign signs the TBSCertList.
+//
+// A million-entry CRL is ~45 MB. Everything goes into one buffer: the
+// entries are appended after a reserved prefix, and once their length is
+// known the TBSCertList fields and the outer headers are written into
+// that prefix right in front of them, so the entries are never copied
+// into a second structure.
+func encodeCRL(p crlParams, entries func(add func(RevokedEntry) error) error, sign func(tbs []byte) ([]byte, error)) ([]byte, error) {
+	var pre cryptobyte.Builder
+	pre.AddASN1Int64(1) // v2
+	p.alg.MarshalAlgorithmIdentifier(&pre)
+	pre.AddBytes(p.issuer)
+	addTime(&pre, p.thisUpdate)
+	addTime(&pre, p.nextUpdate)
+	fields, err := pre.Bytes()
+	if err != nil {
+		return nil, err
+	}
+	// Room for: outer header (≤ 6), TBS header (≤ 6), the fields, and the
+	// entries' SEQUENCE header (≤ 6).
+	reserve := len(fields) + 32
+	app := entryAppender{buf: make([]byte, reserve, reserve+64<<10)}
 	if err := entries(app.add); err != nil {
 		return nil, err
 	}
-	var b cryptobyte.Builder
-	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-		b.AddASN1Int64(1) // v2
-		p.alg.MarshalAlgorithmIdentifier(b)
-		b.AddBytes(p.issuer)
-		addTime(b, p.thisUpdate)
-		addTime(b, p.nextUpdate)
-		if len(app.buf) > 0 {
-			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { b.AddBytes(app.buf) })
-		}
-		b.AddASN1(cbasn1.Tag(0).Constructed().ContextSpecific(), func(b *cryptobyte.Builder) {
-			addExtensions(b, []extension{
-				authorityKeyIDExt(p.aki),
-				{id: oidExtCRLNumber, value: der(func(b *cryptobyte.Builder) { b.AddASN1Int64(p.number) })},
-			})
+	buf := app.buf
+	entriesLen := len(buf) - reserve
+	var post cryptobyte.Builder
+	post.AddASN1(cbasn1.Tag(0).Constructed().ContextSpecific(), func(b *cryptobyte.Builder) {
+		addExtensions(b, []extension{
+			authorityKeyIDExt(p.aki),
+			{id: oidExtCRLNumber, value: der(func(b *cryptobyte.Builder) { b.AddASN1Int64(p.number) })},
 		})
 	})
-	return b.Bytes()
+	exts, err := post.Bytes()
+	if err != nil {
+		return nil, err
+	}
+	var head []byte
+	if entriesLen > 0 {
+		// RFC 5280: revokedCertificates is absent, not empty, when there
+		// are no entries.
+		head = appendHeader(nil, 0x30, entriesLen)
+	}
+	tbsContent := len(fields) + len(head) + entriesLen + len(exts)
+	tbsHead := appendHeader(nil, 0x30, tbsContent)
+	start := reserve - len(head) - len(fields) - len(tbsHead)
+	copy(buf[start:], tbsHead)
+	copy(buf[start+len(tbsHead):], fields)
+	copy(buf[start+len(tbsHead)+len(fields):], head)
+	buf = append(buf, exts...)
+	sig, err := sign(buf[start:])
+	if err != nil {
+		return nil, err
+	}
+	var tail cryptobyte.Builder
+	p.alg.MarshalAlgorithmIdentifier(&tail)
+	addBitString(&tail, sig, 0)
+	tailDER, err := tail.Bytes()
+	if err != nil {
+		return nil, err
+	}
+	outerHead := appendHeader(nil, 0x30, len(buf)-start+len(tailDER))
+	start -= len(outerHead)
+	if start < 0 {
+		return nil, fmt.Errorf("ca: CRL header reserve too small")
+	}
+	copy(buf[start:], outerHead)
+	buf = append(buf, tailDER...)
+	return buf[start:], nil
 }

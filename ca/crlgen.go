@@ -21,22 +21,17 @@ func (a *Authority) GenerateCRL(ctx context.Context, caID string) (*CRLRecord, e
 		now := a.now().UTC().Truncate(time.Second)
 		p := crlParams{alg: iss.alg, issuer: iss.cert.RawSubject, aki: iss.ski, number: number,
 			thisUpdate: now, nextUpdate: now.Add(a.cfg.CRLValidity)}
-		tbs, err := marshalTBSCertList(p, func(add func(RevokedEntry) error) error {
+		der, err := encodeCRL(p, func(add func(RevokedEntry) error) error {
 			return a.store.RevokedEntries(ctx, caID, now, func(e RevokedEntry) error {
 				entries++
 				return add(e)
 			})
+		}, func(tbs []byte) ([]byte, error) {
+			sig, _, err := sigalg.SignWithRand(a.rand, iss.signer, tbs)
+			return sig, err
 		})
 		if err != nil {
-			return nil, fmt.Errorf("ca: encoding CRL: %w", err)
-		}
-		sig, _, err := sigalg.SignWithRand(a.rand, iss.signer, tbs)
-		if err != nil {
-			return nil, fmt.Errorf("ca: signing CRL: %w", err)
-		}
-		der, err := assembleSigned(tbs, iss.alg, sig)
-		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("ca: building CRL: %w", err)
 		}
 		return &CRLRecord{CAID: caID, Number: number, ThisUpdate: p.thisUpdate, NextUpdate: p.nextUpdate, DER: der, CreatedAt: a.now()}, nil
 	})
