@@ -390,3 +390,41 @@ func TestRevocationAndCRL(t *testing.T) {
 	}
 	_ = big.NewInt
 }
+
+// TestLargeCRLParallelScan builds a CRL big enough to be read in parallel
+// notAfter slices and checks that every revoked certificate is in it
+// exactly once.
+func TestLargeCRLParallelScan(t *testing.T) {
+	if testing.Short() {
+		t.Skip("populates 60k rows")
+	}
+	a := newInstance(t, hsm.SM2, "")
+	want := populateRevoked(t, a, 60_000)
+	crl, err := a.Authority.GenerateCRL(context.Background(), ca.IssuingID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rl, err := smx509.ParseRevocationList(crl.DER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rl.CheckSignatureFrom(parseCert(t, a.Authority.CAs()[1].DER)); err != nil {
+		t.Fatal(err)
+	}
+	seen := make(map[string]bool, len(want))
+	for _, e := range rl.RevokedCertificateEntries {
+		s := e.SerialNumber.Text(16)
+		if seen[s] {
+			t.Fatalf("serial %s listed twice", s)
+		}
+		seen[s] = true
+	}
+	for _, s := range want {
+		if !seen[s] {
+			t.Fatalf("serial %s missing", s)
+		}
+	}
+	if len(seen) != len(want) {
+		t.Fatalf("%d entries, want %d", len(seen), len(want))
+	}
+}

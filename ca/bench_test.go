@@ -86,7 +86,7 @@ func BenchmarkIssueSerial(b *testing.B) {
 // populateRevoked inserts n revoked certificates straight into the
 // certificates table (issuing them one by one would take the benchmark's
 // whole budget and is measured elsewhere).
-func populateRevoked(b *testing.B, a *app.App, n int) {
+func populateRevoked(b testing.TB, a *app.App, n int) []string {
 	b.Helper()
 	ctx := context.Background()
 	db := a.Store.SQL()
@@ -94,6 +94,7 @@ func populateRevoked(b *testing.B, a *app.App, n int) {
 	const chunk = 500
 	der := make([]byte, 600)
 	_, _ = rand.Read(der)
+	serials := make([]string, 0, n)
 	for done := 0; done < n; {
 		tx, err := db.BeginTxx(ctx, nil)
 		if err != nil {
@@ -109,8 +110,10 @@ func populateRevoked(b *testing.B, a *app.App, n int) {
 					sb.WriteByte(',')
 				}
 				s, _ := ca.NewSerial(rand.Reader)
-				sb.WriteString(fmt.Sprintf("('issuing', ?, 'staff-sign', 'CN=x', 'sm2', %d, %d, 'revoked', %d, %d, ?, ?)", now-3600, now+365*86400, (done+k)%6, now-60))
+				// Spread notAfter over a year so parallel range scans split.
+				sb.WriteString(fmt.Sprintf("('issuing', ?, 'staff-sign', 'CN=x', 'sm2', %d, %d, 'revoked', %d, %d, ?, ?)", now-3600, now+int64((done+k)%8760+1)*3600, (done+k)%6, now-60))
 				args = append(args, ca.SerialHex(s), der, time.Now().UnixNano()+int64(done+k))
+				serials = append(serials, ca.SerialHex(s))
 			}
 			if _, err := tx.ExecContext(ctx, a.Store.Rebind(sb.String()), args...); err != nil {
 				b.Fatal(err)
@@ -121,6 +124,7 @@ func populateRevoked(b *testing.B, a *app.App, n int) {
 			b.Fatal(err)
 		}
 	}
+	return serials
 }
 
 // peakRSSReset clears the kernel's high-water mark of this process's

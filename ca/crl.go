@@ -158,15 +158,16 @@ func appendHeader(dst []byte, tag byte, n int) []byte {
 	return append(dst, tag, 0x84, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
 }
 
-// encodeCRL builds a v2 CRL: entries is called once and feeds every
-// revoked certificate through add; sign signs the TBSCertList.
+// encodeCRL builds a v2 CRL: collect is called once and adds every
+// revoked certificate to app (with app.add, or by appending the buffers of
+// other appenders); sign signs the TBSCertList.
 //
 // A million-entry CRL is ~45 MB. Everything goes into one buffer: the
 // entries are appended after a reserved prefix, and once their length is
 // known the TBSCertList fields and the outer headers are written into
 // that prefix right in front of them, so the entries are never copied
 // into a second structure.
-func encodeCRL(p crlParams, entries func(add func(RevokedEntry) error) error, sign func(tbs []byte) ([]byte, error)) ([]byte, error) {
+func encodeCRL(p crlParams, collect func(app *entryAppender) error, sign func(tbs []byte) ([]byte, error)) ([]byte, error) {
 	var pre cryptobyte.Builder
 	pre.AddASN1Int64(1) // v2
 	p.alg.MarshalAlgorithmIdentifier(&pre)
@@ -181,7 +182,7 @@ func encodeCRL(p crlParams, entries func(add func(RevokedEntry) error) error, si
 	// entries' SEQUENCE header (≤ 6).
 	reserve := len(fields) + 32
 	app := entryAppender{buf: make([]byte, reserve, reserve+64<<10)}
-	if err := entries(app.add); err != nil {
+	if err := collect(&app); err != nil {
 		return nil, err
 	}
 	buf := app.buf

@@ -33,7 +33,8 @@ func TestEncodeCRLSizes(t *testing.T) {
 	for _, n := range []int{0, 1, 3, 2000, 300000} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			p := crlParams{alg: sigalg.SM2WithSM3, issuer: caCert.RawSubject, aki: caCert.SubjectKeyId, number: int64(n + 1), thisUpdate: now, nextUpdate: now.Add(time.Hour)}
-			der, err := encodeCRL(p, func(add func(RevokedEntry) error) error {
+			der, err := encodeCRL(p, func(app *entryAppender) error {
+				add := app.add
 				for i := 0; i < n; i++ {
 					e := RevokedEntry{Serial: fmt.Sprintf("4%031x", i+1), RevokedAt: now.Add(-time.Minute), Reason: i % 7}
 					if e.Reason == 6 {

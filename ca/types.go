@@ -151,6 +151,13 @@ type Store interface {
 	// RevokedEntries streams the CRL entries of a CA: revoked and held
 	// certificates that have not expired at now.
 	RevokedEntries(ctx context.Context, caID string, now time.Time, fn func(RevokedEntry) error) error
+	// RevokedEntriesBetween streams the entries whose notAfter is in
+	// [from, to) (zero to: unbounded); disjoint ranges may be read
+	// concurrently.
+	RevokedEntriesBetween(ctx context.Context, caID string, from, to time.Time, fn func(RevokedEntry) error) error
+	// RevokedSpan counts the CRL entries at now and gives the range of
+	// their notAfter times.
+	RevokedSpan(ctx context.Context, caID string, now time.Time) (n int64, lo, hi time.Time, err error)
 	// NextCRL runs build with the next CRL number for the CA and stores the
 	// result, under a lock that makes numbers strictly increase even when
 	// several processes share the database.

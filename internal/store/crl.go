@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"time"
 
@@ -11,10 +12,12 @@ import (
 	"github.com/gmtrust/gmtrust/internal/audit"
 )
 
-// crlEntriesSQL selects the CRL entries of a CA. "status <> 'good'" is the
-// predicate of the partial index certificates_crl, spelled the same.
+// crlEntriesSQL selects the CRL entries of a CA whose notAfter lies in a
+// range. "status <> 'good'" is the predicate of the partial index
+// certificates_crl, spelled the same; the index carries every selected
+// column, so this is an index-only range scan.
 const crlEntriesSQL = `SELECT serial, revoked_at, reason, invalidity_date
-	FROM certificates WHERE ca_id = ? AND status <> 'good' AND not_after >= ?`
+	FROM certificates WHERE ca_id = ? AND status <> 'good' AND not_after >= ? AND not_after < ?`
 
 // RevokedEntries streams the CRL entries of a CA: its revoked and held
 // certificates that have not expired at now (a certificate is valid
@@ -22,7 +25,18 @@ const crlEntriesSQL = `SELECT serial, revoked_at, reason, invalidity_date
 // memory does not grow with the number of entries. An error from fn stops
 // the scan and is returned.
 func (d *DB) RevokedEntries(ctx context.Context, caID string, now time.Time, fn func(ca.RevokedEntry) error) error {
-	rows, err := d.db.QueryContext(ctx, d.Rebind(crlEntriesSQL), caID, now.Unix())
+	return d.RevokedEntriesBetween(ctx, caID, now, time.Time{}, fn)
+}
+
+// RevokedEntriesBetween streams the CRL entries of a CA whose notAfter is
+// at or after from and before to (zero to: no upper bound). Disjoint
+// ranges can be scanned concurrently on separate connections.
+func (d *DB) RevokedEntriesBetween(ctx context.Context, caID string, from, to time.Time, fn func(ca.RevokedEntry) error) error {
+	hi := int64(1<<63 - 1)
+	if !to.IsZero() {
+		hi = to.Unix()
+	}
+	rows, err := d.db.QueryContext(ctx, d.Rebind(crlEntriesSQL), caID, from.Unix(), hi)
 	if err != nil {
 		return fmt.Errorf("store: revoked entries of %s: %w", caID, err)
 	}
@@ -45,6 +59,21 @@ func (d *DB) RevokedEntries(ctx context.Context, caID string, now time.Time, fn 
 		return fmt.Errorf("store: revoked entries of %s: %w", caID, err)
 	}
 	return nil
+}
+
+// RevokedSpan counts the CRL entries of a CA at now and returns the range
+// of their notAfter times, so a large CRL can be read in parallel slices.
+func (d *DB) RevokedSpan(ctx context.Context, caID string, now time.Time) (int64, time.Time, time.Time, error) {
+	var n, lo, hi sql.NullInt64
+	err := d.db.QueryRowContext(ctx, d.Rebind(`SELECT COUNT(*), MIN(not_after), MAX(not_after)
+		FROM certificates WHERE ca_id = ? AND status <> 'good' AND not_after >= ?`), caID, now.Unix()).Scan(&n, &lo, &hi)
+	if err != nil {
+		return 0, time.Time{}, time.Time{}, fmt.Errorf("store: revoked span of %s: %w", caID, err)
+	}
+	if n.Int64 == 0 {
+		return 0, time.Time{}, time.Time{}, nil
+	}
+	return n.Int64, fromUnixSec(lo.Int64), fromUnixSec(hi.Int64), nil
 }
 
 // NextCRL runs build with the next CRL number of the CA and stores the
