@@ -36,8 +36,8 @@ func newInitCmd(g *globals) *cobra.Command {
 			if g.jsonOut {
 				return g.printJSON(map[string]any{
 					"data_dir": g.dataDir, "admin_token_file": res.TokenFile, "algorithm": a,
-					"root": map[string]string{"id": h.Root.ID, "sha256": api.Fingerprint(h.Root.DER)},
-					"issuing": map[string]string{"id": h.Issuing.ID, "sha256": api.Fingerprint(h.Issuing.DER)},
+					"root":        map[string]string{"id": h.Root.ID, "sha256": api.Fingerprint(h.Root.DER)},
+					"issuing":     map[string]string{"id": h.Issuing.ID, "sha256": api.Fingerprint(h.Issuing.DER)},
 					"ocsp_signer": map[string]string{"serial": h.OCSPCert.Serial, "sha256": api.Fingerprint(h.OCSPCert.DER)},
 				})
 			}
