@@ -42,8 +42,10 @@ type entry struct {
 	thisUpdate time.Time
 	nextUpdate time.Time
 	// expires is when the cache stops serving the entry without reading
-	// the store again.
-	expires time.Time
+	// the store again; until revalidateUntil (half its validity) a read of
+	// the certificate's status is enough to keep it.
+	expires         time.Time
+	revalidateUntil time.Time
 	// httpMaxAge caps Cache-Control max-age (shorter for "unknown").
 	httpMaxAge time.Duration
 	etag       string
@@ -72,8 +74,21 @@ func (r *Responder) newEntry(der []byte, status Status, reason int, revokedAt, t
 	}
 	if !nextUpdate.IsZero() {
 		e.hdrExpires = []string{nextUpdate.UTC().Format(http.TimeFormat)}
+		e.revalidateUntil = thisUpdate.Add(nextUpdate.Sub(thisUpdate) / 2)
 	}
 	return e
+}
+
+// renewed returns a copy of e that the cache serves until expires. The
+// formatted headers are shared: they never change.
+func (e *entry) renewed(expires time.Time) *entry {
+	return &entry{
+		der: e.der, status: e.status, reason: e.reason, revokedAt: e.revokedAt,
+		thisUpdate: e.thisUpdate, nextUpdate: e.nextUpdate, expires: expires, revalidateUntil: e.revalidateUntil,
+		httpMaxAge: e.httpMaxAge, etag: e.etag,
+		hdrETag: e.hdrETag, hdrLastModified: e.hdrLastModified, hdrExpires: e.hdrExpires, hdrLength: e.hdrLength,
+		hdrCacheControl: e.hdrCacheControl,
+	}
 }
 
 // cacheKey appends the key of (issuer, hash, serial) to dst, which should

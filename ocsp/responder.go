@@ -669,9 +669,37 @@ func (r *Responder) resolve(ctx context.Context, iss *issuerState, id *CertID, w
 		r.metrics.cacheHit.Inc()
 		return cached, nil
 	}
-	r.metrics.cacheMiss.Inc()
 	gen := r.cache.generation(key)
 	serial := id.SerialNumber.Text(16)
+
+	// An entry past its cache age but in the first half of its validity
+	// only needs its certificate's status confirmed: one primary-key read
+	// instead of reloading and re-hashing the response. Later on it is
+	// reloaded, to pick up the response the pre-signer has re-signed.
+	if cached != nil && cached.der != nil && usable && now.Before(cached.revalidateUntil) {
+		st, err := r.store.CertificateStatus(ctx, iss.id, serial)
+		same := false
+		switch {
+		case err == nil:
+			status, reason, revokedAt := certStatus(st)
+			same = status == cached.status && reason == cached.reason && revokedAt.Equal(cached.revokedAt)
+		case errors.Is(err, ca.ErrNotFound):
+			same = cached.status == Unknown
+		default:
+			// The store is down: what is cached stands in (see stale).
+			r.metrics.cacheStale.Inc()
+			return cached, nil
+		}
+		if same {
+			r.metrics.cacheRevalidated.Inc()
+			e := cached.renewed(r.cacheExpiry(now, cached.status))
+			if canonical {
+				r.cache.add(key, e, gen)
+			}
+			return e, nil
+		}
+	}
+	r.metrics.cacheMiss.Inc()
 
 	// stale serves what the cache still holds when the store is down: it
 	// is within its nextUpdate, and with the store down no revocation can
@@ -689,7 +717,7 @@ func (r *Responder) resolve(ctx context.Context, iss *issuerState, id *CertID, w
 		switch {
 		case err == nil && now.Before(sr.NextUpdate):
 			status, reason, revokedAt := certStatus(CertStatus{Status: sr.Status, Reason: sr.Reason, RevokedAt: sr.RevokedAt})
-			e := r.newEntry(sr.DER, status, reason, revokedAt, sr.ThisUpdate, sr.NextUpdate, now.Add(r.cfg.CacheMaxAge), r.cfg.HTTPMaxAge)
+			e := r.newEntry(sr.DER, status, reason, revokedAt, sr.ThisUpdate, sr.NextUpdate, r.cacheExpiry(now, status), r.cfg.HTTPMaxAge)
 			if canonical {
 				r.cache.add(key, e, gen)
 			}
@@ -723,17 +751,28 @@ func (r *Responder) resolve(ctx context.Context, iss *issuerState, id *CertID, w
 	if err != nil {
 		return nil, err
 	}
-	ttl, httpMax := r.cfg.CacheMaxAge, r.cfg.HTTPMaxAge
+	httpMax := r.cfg.HTTPMaxAge
 	if status == Unknown {
-		// Negative caching: garbage serials cost one lookup per
-		// NegativeMaxAge, and an unknown answer is never kept long.
-		ttl, httpMax = r.cfg.NegativeMaxAge, r.cfg.NegativeMaxAge
+		httpMax = r.cfg.NegativeMaxAge
 	}
-	e := r.newEntry(der, status, reason, revokedAt, thisUpdate, nextUpdate, now.Add(ttl), httpMax)
+	e := r.newEntry(der, status, reason, revokedAt, thisUpdate, nextUpdate, r.cacheExpiry(now, status), httpMax)
 	if canonical {
 		r.cache.add(key, e, gen)
 	}
 	return e, nil
+}
+
+// cacheExpiry is when an entry cached at now stops being served without
+// asking the store: CacheMaxAge (NegativeMaxAge for "unknown", so garbage
+// serials cost one lookup per NegativeMaxAge and an unknown answer is
+// never kept long), less a random part of up to a quarter so that entries
+// filled together (after a restart) are not all refreshed together.
+func (r *Responder) cacheExpiry(now time.Time, s Status) time.Time {
+	age := r.cfg.CacheMaxAge
+	if s == Unknown {
+		age = r.cfg.NegativeMaxAge
+	}
+	return now.Add(age - time.Duration(rand.Int64N(int64(age/4)+1)))
 }
 
 // window returns thisUpdate and nextUpdate of a response signed at now by
@@ -1060,14 +1099,17 @@ const (
 
 // metrics are resolved once so that the hot path does no label lookups.
 type metrics struct {
-	requests    [methodCount][outcomeCount]prometheus.Counter
-	cacheHit    prometheus.Counter
-	cacheMiss   prometheus.Counter
-	cacheStale  prometheus.Counter
-	signSeconds [signKindCount]prometheus.Observer
-	presigned   prometheus.Counter
-	presignErrs prometheus.Counter
-	backlog     prometheus.Gauge
+	requests   [methodCount][outcomeCount]prometheus.Counter
+	cacheHit   prometheus.Counter
+	cacheMiss  prometheus.Counter
+	cacheStale prometheus.Counter
+	// cacheRevalidated counts entries past their cache age kept after
+	// the store confirmed their certificate's status.
+	cacheRevalidated prometheus.Counter
+	signSeconds      [signKindCount]prometheus.Observer
+	presigned        prometheus.Counter
+	presignErrs      prometheus.Counter
+	backlog          prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -1075,7 +1117,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Name: "gmtrust_ocsp_requests_total", Help: "OCSP requests answered, by HTTP method and outcome (certificate status for one-certificate answers).",
 	}, []string{"method", "outcome"})
 	cache := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "gmtrust_ocsp_cache_lookups_total", Help: "OCSP response cache lookups: hit, miss, or stale (served past its cache age because the store failed).",
+		Name: "gmtrust_ocsp_cache_lookups_total", Help: "OCSP response cache lookups: hit, revalidated (past its cache age, status confirmed by the store), miss, or stale (served past its cache age because the store failed).",
 	}, []string{"result"})
 	sign := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "gmtrust_ocsp_sign_seconds", Help: "Time to build and sign one OCSP response, by kind (live, presign, revocation).",
@@ -1092,7 +1134,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	})
 	m := &metrics{
 		cacheHit: cache.WithLabelValues("hit"), cacheMiss: cache.WithLabelValues("miss"), cacheStale: cache.WithLabelValues("stale"),
-		presigned: presigned, presignErrs: presignErrs, backlog: backlog,
+		cacheRevalidated: cache.WithLabelValues("revalidated"),
+		presigned:        presigned, presignErrs: presignErrs, backlog: backlog,
 	}
 	for meth, name := range []string{"get", "post"} {
 		for o := range outcomeCount {

@@ -965,3 +965,51 @@ func TestNextUpdateCappedBySigner(t *testing.T) {
 		t.Errorf("validity %v", got)
 	}
 }
+
+// TestCacheRevalidation: an entry past its cache age is kept when the
+// store confirms its certificate's status (no reload, no signature), is
+// replaced when the status changed behind its back (a revocation recorded
+// by a process that did not tell this one), and is reloaded after half
+// its validity, so the response the pre-signer re-signed is served.
+func TestCacheRevalidation(t *testing.T) {
+	e := newEnv(t, hsm.SM2, "", envConfig{cfg: ocsp.Config{CacheMaxAge: time.Minute}})
+	ctx := context.Background()
+	kept, changed := e.issue(t).Serial, e.issue(t).Serial
+	p := ocsp.NewPresigner(e.resp, e.store, e.app.Store, ocsp.PresignConfig{Rate: -1, ScanRate: -1})
+	if _, err := p.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	req := func(serial string) []byte {
+		return buildRequest(t, []ocsp.CertID{e.certID(t, ocsp.HashSHA1, serial)}, reqOpts{})
+	}
+	first := e.resp.Respond(ctx, req(kept)).DER
+	e.resp.Respond(ctx, req(changed))
+	if _, err := e.app.Store.Revoke(ctx, ca.Revocation{CAID: ca.IssuingID, Serial: changed, Reason: ca.ReasonKeyCompromise, At: e.clock.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(2 * time.Minute) // past the cache age
+	before := e.keys.n.Load()
+	if got := e.resp.Respond(ctx, req(kept)).DER; !bytes.Equal(got, first) {
+		t.Error("a revalidated entry changed")
+	}
+	if n := e.keys.n.Load() - before; n != 0 {
+		t.Errorf("revalidation signed %d times", n)
+	}
+	if s := e.single(t, e.resp.Respond(ctx, req(changed)).DER); s.Status != ocsp.Revoked {
+		t.Errorf("status changed behind the cache: still %v after the cache age", s.Status)
+	}
+	// Past half the validity the pre-signer has re-signed; the cache
+	// reloads rather than revalidates.
+	e.clock.Advance(12*time.Hour + time.Minute)
+	if _, err := p.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	later := e.resp.Respond(ctx, req(kept)).DER
+	if bytes.Equal(later, first) {
+		t.Fatal("still serving the first response after half its validity")
+	}
+	stored, err := e.store.Response(ctx, ca.IssuingID, kept, ocsp.HashSHA1)
+	if err != nil || !bytes.Equal(later, stored.DER) {
+		t.Fatalf("not the re-signed stored response: %v", err)
+	}
+}
