@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# OCSP load benchmark (issue #3), run by `make bench`; results go to
-# BENCHMARKS.md by hand.
+# OCSP load benchmark (issue #3), run by `make bench` and `make bench-ocsp`;
+# the numbers in BENCHMARKS.md come from it.
 #
 # For an SM2 and an ECDSA P-256 instance (SQLite, software keystore) it
 # issues OCSP_BENCH_CERTS certificates in-process and pre-signs their
 # responses (internal/cmd/ocspbench), starts `gmtrust serve`, and runs wrk
-# on loopback with scripts/ocsp-post.lua (random serials among them):
+# on loopback with scripts/ocsp-post.lua (random serials among them,
+# SHA-1 CertIDs as OpenSSL sends them):
 #   post   POST without nonce  (pre-signed path)
 #   get    GET without nonce   (pre-signed path)
 #   nonce  POST with nonce     (signed live)
@@ -15,14 +16,22 @@
 #   openssl  `openssl ocsp -index ... -multi 2` over the same CA and
 #            signer key, in a private network namespace (unshare -n) so
 #            that its every-interface -port stays on loopback.
-# The responder gets a warm-up run first (not reported) that asks once for
-# every certificate, in order: the measured runs then see the steady state
-# of a long-running responder, whose cache holds every certificate asked
-# about and re-reads each from the database once it is 60 s old. The
-# ceiling gets a short warm-up too; OpenSSL's responder none (see below).
 #
-# Environment: OCSP_BENCH_CERTS (100000), OCSP_BENCH_DURATION (15s),
-# OCSP_BENCH_WARMUP (5s), OCSP_BENCH_THREADS (2), OCSP_BENCH_CONNECTIONS
+# The machine is shared, and its load moves the numbers by tens of percent
+# within a minute, so the responder is measured interleaved with the
+# ceiling: OCSP_BENCH_ROUNDS rounds of {ceiling, post, get, nonce}, each
+# run OCSP_BENCH_DURATION long. It reports the median of each and the
+# median of the per-round ratios to the ceiling. OpenSSL's responder, an
+# order of magnitude slower, gets one run.
+#
+# Before measuring, the responder gets a warm-up (not reported) that asks
+# once for every certificate, in order: the runs then see the steady state
+# of a long-running responder, whose cache holds every certificate asked
+# about and re-reads each from the database once it is 60 s old (the
+# cache hit/miss counts of the measured runs are printed).
+#
+# Environment: OCSP_BENCH_CERTS (100000), OCSP_BENCH_DURATION (5s per run),
+# OCSP_BENCH_ROUNDS (3), OCSP_BENCH_THREADS (2), OCSP_BENCH_CONNECTIONS
 # (64), OCSP_BENCH_PORT (first of 3 ports, 28480), OCSP_BENCH_KEEP=1 keeps
 # the work directory, OCSP_BENCH_REUSE=DIR measures again with the
 # instances a kept work directory holds (no init, no seeding).
@@ -31,8 +40,8 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 N=${OCSP_BENCH_CERTS:-100000}
-DUR=${OCSP_BENCH_DURATION:-15s}
-WARMUP=${OCSP_BENCH_WARMUP:-5s}
+DUR=${OCSP_BENCH_DURATION:-5s}
+ROUNDS=${OCSP_BENCH_ROUNDS:-3}
 THREADS=${OCSP_BENCH_THREADS:-2}
 CONNS=${OCSP_BENCH_CONNECTIONS:-64}
 PORT=${OCSP_BENCH_PORT:-28480}
@@ -65,40 +74,47 @@ cleanup() {
 trap cleanup EXIT
 
 echo "building"
-[ -x "$GMTRUST" ] || make --no-print-directory build
+make --no-print-directory build >/dev/null
 go build -o "$WORK/ocspbench" ./internal/cmd/ocspbench
 
 export GMTRUST_KEY_PASSPHRASE=ocsp-bench-passphrase
 RESULTS=$WORK/results.txt
 : >"$RESULTS"
+: >"$WORK/cache.txt"
 
-# run_wrk LABEL MODE URL REQDIR [POST_PATH] -- one measured run; appends
-# "LABEL rps p50_ms p99_ms errors" to $RESULTS.
-run_wrk() {
-	local label=$1 mode=$2 url=$3 dir=$4 path=${5:-/ocsp} record out
-	# shellcheck disable=SC1091
-	. "$dir/records.env"
-	record=$POST_RECORD
-	[ "$mode" = nonce ] && record=$NONCE_RECORD
-	out=$(OCSP_BENCH_MODE=$mode OCSP_BENCH_DIR=$dir OCSP_BENCH_RECORD=$record OCSP_BENCH_PATH=$path \
-		wrk -t"$THREADS" -c"$CONNS" -d"$DUR" --timeout 5s -s "$LUA" "$url")
-	local line
-	line=$(grep '^RESULT' <<<"$out") || { echo "$out" >&2; return 1; }
-	local rps p50 p99 errs st
-	rps=$(sed -E 's/.* rps=([0-9.]+).*/\1/' <<<"$line")
-	p50=$(sed -E 's/.* p50_ms=([0-9.]+).*/\1/' <<<"$line")
-	p99=$(sed -E 's/.* p99_ms=([0-9.]+).*/\1/' <<<"$line")
-	errs=$(sed -E 's/.* errors=([0-9]+).*/\1/' <<<"$line")
-	st=$(sed -E 's/.* status_errors=([0-9]+).*/\1/' <<<"$line")
-	printf '%-22s %9s req/s  p50 %7s ms  p99 %7s ms  errors %s/%s  (load %s)\n' "$label" "$rps" "$p50" "$p99" "$errs" "$st" "$(cut -d' ' -f1 /proc/loadavg)"
-	echo "$label $rps $p50 $p99 $((errs + st))" >>"$RESULTS"
+# parse LINE FIELD -- a field of a RESULT line printed by ocsp-post.lua.
+field() { sed -E "s/.* $2=([0-9.]+).*/\1/" <<<"$1"; }
+
+# record LABEL ROUND RESULT_LINE -- prints a run and appends
+# "LABEL ROUND rps p50_ms p99_ms errors" to $RESULTS.
+record() {
+	local line=$3 errs
+	errs=$(($(field "$line" errors) + $(field "$line" status_errors)))
+	printf '%-18s round %s %9s req/s  p50 %7s ms  p99 %7s ms  errors %s  (load %s)\n' "$1" "$2" \
+		"$(field "$line" rps)" "$(field "$line" p50_ms)" "$(field "$line" p99_ms)" "$errs" "$(cut -d' ' -f1 /proc/loadavg)"
+	echo "$1 $2 $(field "$line" rps) $(field "$line" p50_ms) $(field "$line" p99_ms) $errs" >>"$RESULTS"
 }
 
-# warm URL REQDIR RECORD DURATION -- an unreported run asking for every
-# certificate once, in order (for as long as DURATION allows).
+# run LABEL ROUND MODE URL REQDIR [POST_PATH] -- one measured run.
+run() {
+	local mode=$3 dir=$5 rec out line
+	# shellcheck disable=SC1091
+	. "$dir/records.env"
+	rec=$POST_RECORD
+	[ "$mode" = nonce ] && rec=$NONCE_RECORD
+	out=$(OCSP_BENCH_MODE=$mode OCSP_BENCH_DIR=$dir OCSP_BENCH_RECORD=$rec OCSP_BENCH_PATH=${6:-/ocsp} \
+		wrk -t"$THREADS" -c"$CONNS" -d"$DUR" --timeout 5s -s "$LUA" "$4")
+	line=$(grep '^RESULT' <<<"$out") || { echo "$out" >&2; return 1; }
+	record "$1" "$2" "$line"
+}
+
+# warm URL REQDIR DURATION -- an unreported run asking for every
+# certificate once, in order, then round again (cache hits).
 warm() {
-	OCSP_BENCH_MODE=warm OCSP_BENCH_DIR=$2 OCSP_BENCH_RECORD=$3 OCSP_BENCH_THREADS=$THREADS \
-		wrk -t"$THREADS" -c"$CONNS" -d"$4" -s "$LUA" "$1" >/dev/null
+	# shellcheck disable=SC1091
+	. "$2/records.env"
+	OCSP_BENCH_MODE=warm OCSP_BENCH_DIR=$2 OCSP_BENCH_RECORD=$POST_RECORD OCSP_BENCH_THREADS=$THREADS \
+		wrk -t"$THREADS" -c"$CONNS" -d"$3" -s "$LUA" "$1" >/dev/null
 }
 
 wait_http() {
@@ -110,6 +126,16 @@ wait_http() {
 	return 1
 }
 
+# cache_counts URL TOKEN -- "hits revalidated misses" of the responder's
+# cache (/metrics needs a token since access control).
+cache_counts() {
+	curl -s -H "Authorization: Bearer $2" "$1/metrics" | awk '
+		/^gmtrust_ocsp_cache_lookups_total\{result="hit"\}/ { h = $2 }
+		/^gmtrust_ocsp_cache_lookups_total\{result="revalidated"\}/ { r = $2 }
+		/^gmtrust_ocsp_cache_lookups_total\{result="miss"\}/ { m = $2 }
+		END { printf "%d %d %d\n", h, r, m }'
+}
+
 if [ -z "${OCSP_BENCH_REUSE:-}" ]; then
 	for alg in sm2 ecdsa-p256; do
 		echo "== $alg: init, issue $N certificates, pre-sign"
@@ -118,51 +144,58 @@ if [ -z "${OCSP_BENCH_REUSE:-}" ]; then
 	done
 fi
 
-PORT_SRV=$PORT PORT_CEIL=$((PORT + 1)) PORT_SSL=$((PORT + 2))
+PORT_SRV=$PORT
+PORT_CEIL=$((PORT + 1))
+PORT_SSL=$((PORT + 2))
+CEIL=http://127.0.0.1:$PORT_CEIL
+SRV=http://127.0.0.1:$PORT_SRV
 
-echo "== ceiling: trivial Go handler, one fixed response"
 "$WORK/ocspbench" ceiling -listen "127.0.0.1:$PORT_CEIL" -response "$WORK/sm2-req/one.der" >/dev/null &
 PIDS+=($!)
-CEIL_PID=$!
-sleep 0.5
-. "$WORK/sm2-req/records.env"
-warm "http://127.0.0.1:$PORT_CEIL" "$WORK/sm2-req" "$POST_RECORD" "$WARMUP"
-run_wrk ceiling-1 post "http://127.0.0.1:$PORT_CEIL" "$WORK/sm2-req"
+wait_http "$CEIL/"
 
 for alg in sm2 ecdsa-p256; do
-	echo "== $alg: gmtrust serve"
+	d=$WORK/$alg-req
+	echo "== $alg: gmtrust serve, interleaved with the ceiling"
 	GMTRUST_LISTEN=127.0.0.1:$PORT_SRV GMTRUST_OCSP_CACHE_ENTRIES=$((2 * N)) \
 		"$GMTRUST" serve --data-dir "$WORK/$alg" --log-level warn >"$WORK/$alg-serve.log" 2>&1 &
 	SRV_PID=$!
 	PIDS+=($SRV_PID)
-	wait_http "http://127.0.0.1:$PORT_SRV/healthz"
-	. "$WORK/$alg-req/records.env"
-	# The check that it answers what it should, before measuring.
-	serial=$(head -1 "$WORK/$alg-req/index.txt" | cut -f4)
-	openssl ocsp -issuer "$WORK/$alg-req/issuing.pem" -serial "0x$serial" -url "http://127.0.0.1:$PORT_SRV/ocsp" \
-		-no_nonce -noverify 2>/dev/null | grep -q ": good" || { echo "gmtrust does not answer good" >&2; exit 1; }
-	# Long enough to ask for every certificate once at a few thousand
-	# requests per second; then it goes round again (cache hits).
-	warm "http://127.0.0.1:$PORT_SRV" "$WORK/$alg-req" "$POST_RECORD" "$((N / 4000 + 5))s"
-	run_wrk "$alg-post" post "http://127.0.0.1:$PORT_SRV" "$WORK/$alg-req"
-	run_wrk "$alg-get" get "http://127.0.0.1:$PORT_SRV" "$WORK/$alg-req"
-	run_wrk "$alg-nonce" nonce "http://127.0.0.1:$PORT_SRV" "$WORK/$alg-req"
+	wait_http "$SRV/healthz"
+	# Check that it answers what it should before measuring.
+	serial=$(head -1 "$d/index.txt" | cut -f4)
+	openssl ocsp -issuer "$d/issuing.pem" -serial "0x$serial" -url "$SRV/ocsp" -no_nonce -noverify 2>/dev/null |
+		grep -q ": good" || { echo "gmtrust does not answer good" >&2; exit 1; }
+	# Long enough to ask for every certificate at least once at a few
+	# thousand requests per second.
+	warm "$SRV" "$d" "$((N / 4000 + 5))s"
+	warm "$CEIL" "$d" 2s
+	token=$(cat "$WORK/$alg/admin.token")
+	read -r h0 r0 m0 < <(cache_counts "$SRV" "$token")
+	for r in $(seq "$ROUNDS"); do
+		run "ceiling@$alg" "$r" post "$CEIL" "$d"
+		run "$alg-post" "$r" post "$SRV" "$d"
+		run "$alg-get" "$r" get "$SRV" "$d"
+		run "$alg-nonce" "$r" nonce "$SRV" "$d"
+	done
+	read -r h1 r1 m1 < <(cache_counts "$SRV" "$token")
+	echo "$alg cache during the measured runs: $((h1 - h0)) hits, $((r1 - r0)) revalidated, $((m1 - m0)) misses" | tee -a "$WORK/cache.txt"
 	kill "$SRV_PID"
 	wait "$SRV_PID" 2>/dev/null || true
 
 	echo "== $alg: openssl ocsp -multi 2 (in a private network namespace)"
 	sigopt=()
 	[ "$alg" = sm2 ] && sigopt=(-rmd sm3 -rsigopt distid:1234567812345678)
-	d=$WORK/$alg-req
+	. "$d/records.env"
 	# Everything runs inside the namespace: OpenSSL binds every interface
 	# of it, which only has loopback. It is polled with real OCSP requests
 	# (a bare TCP connect makes it spin), and its -multi parent ignores a
 	# lone SIGTERM, so the children are stopped first. No warm-up run: it
 	# has no cache to fill, and the sockets wrk leaves connected but silent
-	# when a run ends would wedge both of its processes.
+	# when a run ends would wedge both of its processes; for the same
+	# reason it gets one run, three times as long as the others.
 	unshare -n env D="$d" PORT_SSL="$PORT_SSL" SERIAL="$serial" SIGOPT="${sigopt[*]}" \
-		THREADS="$THREADS" CONNS="$CONNS" DUR="$DUR" LUA="$LUA" \
-		RECORD="$POST_RECORD" bash -c '
+		THREADS="$THREADS" CONNS="$CONNS" DUR="$((${DUR%s} * 3))s" LUA="$LUA" RECORD="$POST_RECORD" bash -c '
 		set -euo pipefail
 		ip link set lo up
 		cd "$D"
@@ -182,35 +215,36 @@ for alg in sm2 ecdsa-p256; do
 		OCSP_BENCH_MODE=post OCSP_BENCH_DIR=. OCSP_BENCH_RECORD=$RECORD OCSP_BENCH_PATH=/ \
 			wrk -t"$THREADS" -c"$CONNS" -d"$DUR" --timeout 5s -s "$LUA" "http://127.0.0.1:$PORT_SSL" | grep "^RESULT" >openssl.result
 	'
-	line=$(cat "$d/openssl.result")
-	rps=$(sed -E 's/.* rps=([0-9.]+).*/\1/' <<<"$line")
-	p50=$(sed -E 's/.* p50_ms=([0-9.]+).*/\1/' <<<"$line")
-	p99=$(sed -E 's/.* p99_ms=([0-9.]+).*/\1/' <<<"$line")
-	errs=$(sed -E 's/.* errors=([0-9]+).*/\1/' <<<"$line")
-	st=$(sed -E 's/.* status_errors=([0-9]+).*/\1/' <<<"$line")
-	printf '%-22s %9s req/s  p50 %7s ms  p99 %7s ms  errors %s/%s  (load %s)\n' "openssl-$alg" "$rps" "$p50" "$p99" "$errs" "$st" "$(cut -d' ' -f1 /proc/loadavg)"
-	echo "openssl-$alg $rps $p50 $p99 $((errs + st))" >>"$RESULTS"
+	record "openssl-$alg" 1 "$(cat "$d/openssl.result")"
 done
 
-echo "== ceiling again"
-. "$WORK/sm2-req/records.env"
-run_wrk ceiling-2 post "http://127.0.0.1:$PORT_CEIL" "$WORK/sm2-req"
-kill "$CEIL_PID"
-
 echo
-echo "== summary (wrk -t$THREADS -c$CONNS -d$DUR, $N certificates, random serials, SHA-1 CertIDs)"
-awk '
-	{ rps[$1] = $2; p50[$1] = $3; p99[$1] = $4 }
+echo "== summary: wrk -t$THREADS -c$CONNS, $N certificates per CA, random serials, SHA-1 CertIDs;"
+echo "   medians of $ROUNDS interleaved runs of $DUR (OpenSSL: one run of $((${DUR%s} * 3))s)"
+awk -v rounds="$ROUNDS" '
+	function median(a, n,    i, j, t) {
+		for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
+		return n % 2 ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2
+	}
+	{ rps[$1, $2] = $3; p50[$1, $2] = $4; p99[$1, $2] = $5; seen[$1] = 1; errs += $6 }
+	function med(label, arr,    r, n, v) { n = 0; for (r = 1; r <= rounds; r++) if ((label, r) in arr) v[++n] = arr[label, r]; return n ? median(v, n) : 0 }
+	function ratio(label, alg,    r, n, v) {
+		n = 0
+		for (r = 1; r <= rounds; r++) if ((label, r) in rps && ("ceiling@" alg, r) in rps) v[++n] = rps[label, r] / rps["ceiling@" alg, r]
+		return n ? median(v, n) : 0
+	}
 	END {
-		ceil = rps["ceiling-1"] > rps["ceiling-2"] ? rps["ceiling-1"] : rps["ceiling-2"]
-		printf "%-22s %10s %9s %9s\n", "", "req/s", "p50 ms", "p99 ms"
-		n = split("ceiling-1 ceiling-2 sm2-post sm2-get sm2-nonce openssl-sm2 ecdsa-p256-post ecdsa-p256-get ecdsa-p256-nonce openssl-ecdsa-p256", order, " ")
-		for (i = 1; i <= n; i++) { k = order[i]; if (k in rps) printf "%-22s %10.0f %9.3f %9.3f\n", k, rps[k], p50[k], p99[k] }
-		printf "\nratios (ceiling = the higher of its two runs, %.0f req/s):\n", ceil
-		printf "  sm2 POST pre-signed / ceiling        %5.1f%%   (target >= 70%%)\n", 100 * rps["sm2-post"] / ceil
-		printf "  sm2 GET pre-signed / ceiling         %5.1f%%\n", 100 * rps["sm2-get"] / ceil
-		printf "  ecdsa POST pre-signed / ceiling      %5.1f%%\n", 100 * rps["ecdsa-p256-post"] / ceil
-		printf "  sm2 POST pre-signed / OpenSSL SM2    %5.1fx   (target >= 15x)\n", rps["sm2-post"] / rps["openssl-sm2"]
-		printf "  ecdsa POST pre-signed / OpenSSL ECDSA %5.1fx\n", rps["ecdsa-p256-post"] / rps["openssl-ecdsa-p256"]
-		printf "  sm2 nonce / OpenSSL SM2              %5.1fx   (nonce target >= 10000 req/s)\n", rps["sm2-nonce"] / rps["openssl-sm2"]
+		printf "%-18s %10s %9s %9s\n", "", "req/s", "p50 ms", "p99 ms"
+		split("ceiling@sm2 sm2-post sm2-get sm2-nonce openssl-sm2 ceiling@ecdsa-p256 ecdsa-p256-post ecdsa-p256-get ecdsa-p256-nonce openssl-ecdsa-p256", order, " ")
+		for (i = 1; i <= 10; i++) { k = order[i]; if (k in seen) printf "%-18s %10.0f %9.3f %9.3f\n", k, med(k, rps), med(k, p50), med(k, p99) }
+		print ""
+		printf "sm2   POST pre-signed / ceiling (same rounds)   %5.1f%%   target >= 70%%\n", 100 * ratio("sm2-post", "sm2")
+		printf "sm2   GET  pre-signed / ceiling (same rounds)   %5.1f%%\n", 100 * ratio("sm2-get", "sm2")
+		printf "ecdsa POST pre-signed / ceiling (same rounds)   %5.1f%%\n", 100 * ratio("ecdsa-p256-post", "ecdsa-p256")
+		printf "ecdsa GET  pre-signed / ceiling (same rounds)   %5.1f%%\n", 100 * ratio("ecdsa-p256-get", "ecdsa-p256")
+		printf "sm2   POST pre-signed / OpenSSL SM2             %5.1fx   target >= 15x\n", med("sm2-post", rps) / med("openssl-sm2", rps)
+		printf "ecdsa POST pre-signed / OpenSSL ECDSA           %5.1fx\n", med("ecdsa-p256-post", rps) / med("openssl-ecdsa-p256", rps)
+		printf "sm2   nonce (live SM2 signing)                 %6.0f req/s   target >= 10000\n", med("sm2-nonce", rps)
+		printf "errors (connect/read/write/timeout/non-2xx)     %d\n", errs
 	}' "$RESULTS"
+cat "$WORK/cache.txt"
