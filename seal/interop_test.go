@@ -16,6 +16,8 @@ import (
 	"github.com/emmansun/gmsm/smx509"
 	tjsm2 "github.com/tjfoc/gmsm/sm2"
 	tjx509 "github.com/tjfoc/gmsm/x509"
+
+	"github.com/gmtrust/gmtrust/internal/testutil"
 )
 
 // signedPair is one signature made by our code with the bytes it covers.
@@ -37,30 +39,9 @@ func ourSignatures(t *testing.T) []signedPair {
 	}
 	// Cut the signed structures out with encoding/asn1 too, so the
 	// cross-check does not depend on our own parser.
-	var outer struct {
-		TBS  asn1.RawValue
-		Cert []byte
-		Alg  asn1.ObjectIdentifier
-		Sig  asn1.BitString
-	}
-	if rest, err := asn1.Unmarshal(der, &outer); err != nil || len(rest) != 0 {
-		t.Fatalf("encoding/asn1 cannot read SES_Signature: %v", err)
-	}
-	var tbs struct {
-		Version int
-		Seal    struct {
-			Info asn1.RawValue
-			Cert []byte
-			Alg  asn1.ObjectIdentifier
-			Sig  asn1.BitString
-		}
-		// encoding/asn1 ignores the remaining TBS_Sign fields.
-	}
-	if _, err := asn1.Unmarshal(outer.TBS.FullBytes, &tbs); err != nil {
-		t.Fatalf("encoding/asn1 cannot read TBS_Sign: %v", err)
-	}
-	if !bytes.Equal(outer.TBS.FullBytes, sig.RawTBS) || !bytes.Equal(tbs.Seal.Info.FullBytes, sig.Seal.SignedBytes) ||
-		!bytes.Equal(outer.Sig.Bytes, sig.Value) || !bytes.Equal(tbs.Seal.Sig.Bytes, sig.Seal.SignedValue) {
+	maker, signer := testutil.SealSignatureParts(t, der)
+	if !bytes.Equal(signer.Signed, sig.RawTBS) || !bytes.Equal(maker.Signed, sig.Seal.SignedBytes) ||
+		!bytes.Equal(signer.Sig, sig.Value) || !bytes.Equal(maker.Sig, sig.Seal.SignedValue) {
 		t.Fatal("our parser and encoding/asn1 disagree on the signed bytes")
 	}
 	return []signedPair{

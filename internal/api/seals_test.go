@@ -464,33 +464,13 @@ func testSealFlow(t *testing.T, e *sealEnv) {
 // TBS_Sign cut out with encoding/asn1 (not our parser).
 func crossCheck(t *testing.T, sigDER []byte) {
 	t.Helper()
-	var outer struct {
-		TBS  asn1.RawValue
-		Cert []byte
-		Alg  asn1.ObjectIdentifier
-		Sig  asn1.BitString
-	}
-	if rest, err := asn1.Unmarshal(sigDER, &outer); err != nil || len(rest) != 0 {
-		t.Fatalf("SES_Signature: %v", err)
-	}
-	var tbs struct {
-		Version int
-		Seal    struct {
-			Info asn1.RawValue
-			Cert []byte
-			Alg  asn1.ObjectIdentifier
-			Sig  asn1.BitString
-		}
-	}
-	if _, err := asn1.Unmarshal(outer.TBS.FullBytes, &tbs); err != nil {
-		t.Fatalf("TBS_Sign: %v", err)
-	}
+	maker, signer := testutil.SealSignatureParts(t, sigDER)
 	pairs := []struct {
 		name               string
 		cert, signed, sigv []byte
 	}{
-		{"maker over SES_SealInfo", tbs.Seal.Cert, tbs.Seal.Info.FullBytes, tbs.Seal.Sig.Bytes},
-		{"signer over TBS_Sign", outer.Cert, outer.TBS.FullBytes, outer.Sig.Bytes},
+		{maker.Name, maker.Cert, maker.Signed, maker.Sig},
+		{signer.Name, signer.Cert, signer.Signed, signer.Sig},
 	}
 	_, opensslErr := exec.LookPath("openssl")
 	for _, p := range pairs {

@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"crypto/ecdsa"
 	"crypto/rand"
-	"encoding/asn1"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -389,34 +388,14 @@ func checkSealOnToken(t *testing.T, in *instance, o *openssl) []*ecdsa.PublicKey
 	if err != nil {
 		t.Fatal(err)
 	}
-	var outer struct {
-		TBS  asn1.RawValue
-		Cert []byte
-		Alg  asn1.ObjectIdentifier
-		Sig  asn1.BitString
-	}
-	if rest, err := asn1.Unmarshal(sigDER, &outer); err != nil || len(rest) != 0 {
-		t.Fatalf("SES_Signature: %v", err)
-	}
-	var tbs struct {
-		Version int
-		Seal    struct {
-			Info asn1.RawValue
-			Cert []byte
-			Alg  asn1.ObjectIdentifier
-			Sig  asn1.BitString
-		}
-	}
-	if _, err := asn1.Unmarshal(outer.TBS.FullBytes, &tbs); err != nil {
-		t.Fatalf("TBS_Sign: %v", err)
-	}
+	maker, holderPart := testutil.SealSignatureParts(t, sigDER)
 	var pubs []*ecdsa.PublicKey
 	for _, p := range []struct {
 		name               string
 		cert, signed, sigv []byte
 	}{
-		{"seal maker over SES_SealInfo", tbs.Seal.Cert, tbs.Seal.Info.FullBytes, tbs.Seal.Sig.Bytes},
-		{"holder over TBS_Sign", outer.Cert, outer.TBS.FullBytes, outer.Sig.Bytes},
+		{"seal " + maker.Name, maker.Cert, maker.Signed, maker.Sig},
+		{"holder over TBS_Sign", holderPart.Cert, holderPart.Signed, holderPart.Sig},
 	} {
 		cert, err := smx509.ParseCertificate(p.cert)
 		if err != nil {
@@ -441,7 +420,7 @@ func checkSealOnToken(t *testing.T, in *instance, o *openssl) []*ecdsa.PublicKey
 		}
 	}
 	holder := parsePEMCert(t, []byte(made.Certificate))
-	if !bytes.Equal(holder.Raw, outer.Cert) {
+	if !bytes.Equal(holder.Raw, holderPart.Cert) {
 		t.Error("the stamp's signer certificate is not the seal holder's")
 	}
 	return pubs
