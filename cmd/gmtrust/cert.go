@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/gmtrust/gmtrust/ca"
 	"github.com/gmtrust/gmtrust/internal/api"
+	"github.com/gmtrust/gmtrust/internal/app"
 )
 
 func newCertCmd(g *globals) *cobra.Command {
@@ -86,21 +88,9 @@ func newCertRevokeCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			a, err := g.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer a.Close()
-			c, err := a.Authority.Revoke(cmd.Context(), ca.RevokeRequest{Serial: args[0], Reason: code, By: "cli:" + currentUser()})
-			if err != nil {
-				return err
-			}
-			// The server regenerates CRLs on its own; a CLI revocation also
-			// publishes a fresh CRL right away.
-			if _, err := a.Authority.GenerateCRL(cmd.Context(), c.CAID); err != nil {
-				return fmt.Errorf("revoked, but CRL generation failed: %w", err)
-			}
-			return g.printCert(c, false)
+			return g.changeStatus(cmd.Context(), "revoked", func(ctx context.Context, a *app.App) (*ca.Certificate, error) {
+				return a.Authority.Revoke(ctx, ca.RevokeRequest{Serial: args[0], Reason: code, By: "cli:" + currentUser()})
+			})
 		},
 	}
 	cmd.Flags().StringVar(&reason, "reason", "unspecified", "revocation reason (keyCompromise, superseded, cessationOfOperation, affiliationChanged, certificateHold, ...)")
@@ -113,21 +103,30 @@ func newCertUnholdCmd(g *globals) *cobra.Command {
 		Short: "Lift a certificateHold",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			a, err := g.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer a.Close()
-			c, err := a.Authority.Unhold(cmd.Context(), args[0], "cli:"+currentUser())
-			if err != nil {
-				return err
-			}
-			if _, err := a.Authority.GenerateCRL(cmd.Context(), c.CAID); err != nil {
-				return fmt.Errorf("unheld, but CRL generation failed: %w", err)
-			}
-			return g.printCert(c, false)
+			return g.changeStatus(cmd.Context(), "unheld", func(ctx context.Context, a *app.App) (*ca.Certificate, error) {
+				return a.Authority.Unhold(ctx, args[0], "cli:"+currentUser())
+			})
 		},
 	}
+}
+
+// changeStatus opens the instance, applies a revocation-status change and
+// publishes a fresh CRL right away: the server regenerates CRLs on its
+// own, but a change made from the CLI should not wait for its timer.
+func (g *globals) changeStatus(ctx context.Context, verb string, change func(context.Context, *app.App) (*ca.Certificate, error)) error {
+	a, err := g.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	c, err := change(ctx, a)
+	if err != nil {
+		return err
+	}
+	if _, err := a.Authority.GenerateCRL(ctx, c.CAID); err != nil {
+		return fmt.Errorf("%s, but CRL generation failed: %w", verb, err)
+	}
+	return g.printCert(c, false)
 }
 
 func newCertShowCmd(g *globals) *cobra.Command {
