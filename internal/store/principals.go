@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"fmt"
 	"slices"
@@ -91,7 +92,7 @@ func (d *DB) InsertPrincipal(ctx context.Context, p *Principal) error {
 	if err := checkPrincipal(p); err != nil {
 		return err
 	}
-	return d.Write(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
+	return d.writeAuth(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
 		return d.insertPrincipal(ctx, tx, p)
 	})
 }
@@ -102,6 +103,10 @@ func (d *DB) InsertPrincipalTx(ctx context.Context, tx *sqlx.Tx, p *Principal) e
 	if err := checkPrincipal(p); err != nil {
 		return err
 	}
+	// The cache is forgotten before the commit: a lookup in between may
+	// trust the old epoch for up to Options.AuthRecheck, which only init
+	// and tests, with no server running on this DB, do.
+	defer d.auth.invalidate()
 	return d.insertPrincipal(ctx, tx, p)
 }
 
@@ -121,6 +126,9 @@ func (d *DB) insertPrincipal(ctx context.Context, tx *sqlx.Tx, p *Principal) err
 		return err
 	}
 	if err := d.insertRoles(ctx, tx, p.Name, p.Roles); err != nil {
+		return err
+	}
+	if err := d.bumpAuthEpoch(ctx, tx); err != nil {
 		return err
 	}
 	return d.appendAudit(ctx, tx, "principal.create", principalObject(p.Name), audit.OutcomeSuccess, map[string]any{
@@ -225,7 +233,7 @@ type PrincipalUpdate struct {
 // flag changes), with the old and new values.
 func (d *DB) UpdatePrincipal(ctx context.Context, name string, u PrincipalUpdate) (*Principal, error) {
 	var out *Principal
-	err := d.Write(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
+	err := d.writeAuth(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
 		out = nil
 		if _, err := d.lockAuditHead(ctx, tx); err != nil {
 			return err
@@ -282,6 +290,9 @@ func (d *DB) UpdatePrincipal(ctx context.Context, name string, u PrincipalUpdate
 		}
 		if old.Disabled != p.Disabled {
 			det["disabled"] = map[string]bool{"old": old.Disabled, "new": p.Disabled}
+		}
+		if err := d.bumpAuthEpoch(ctx, tx); err != nil {
+			return err
 		}
 		if err := d.appendAudit(ctx, tx, action, principalObject(name), audit.OutcomeSuccess, det); err != nil {
 			return err
@@ -418,7 +429,7 @@ func (d *DB) CreateToken(ctx context.Context, t *Token) error {
 	if err := d.prepareToken(t); err != nil {
 		return err
 	}
-	return d.Write(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
+	return d.writeAuth(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
 		if _, err := d.lockAuditHead(ctx, tx); err != nil {
 			return err
 		}
@@ -472,9 +483,46 @@ func (d *DB) TokenByID(ctx context.Context, id string) (*Token, error) {
 // TokenPrincipal returns the token with the given SHA-256 and, in the
 // same query, its principal with roles (nil when no principal of that
 // name exists). Revoked and expired tokens are returned too (see
-// Token.Valid); ca.ErrNotFound when no token has that hash. One round
-// trip: it runs for every authenticated request.
+// Token.Valid); ca.ErrNotFound when no token has that hash. It runs for
+// every authenticated request, so found results are kept in memory while
+// the authentication epoch stands (see authcache.go): a change through
+// this DB applies to the next call, one by another process within
+// Options.AuthRecheck.
 func (d *DB) TokenPrincipal(ctx context.Context, hash []byte) (*Token, *Principal, error) {
+	if d.auth == nil || len(hash) != sha256.Size {
+		return d.tokenPrincipal(ctx, hash)
+	}
+	key := [sha256.Size]byte(hash)
+	epoch, trusted, err := d.auth.current(ctx, d.db)
+	if err != nil {
+		return nil, nil, err
+	}
+	if trusted {
+		if t, p, ok := d.auth.get(key, epoch); ok {
+			d.withPendingUse(t)
+			return t, p, nil
+		}
+	}
+	t, p, err := d.tokenPrincipal(ctx, hash)
+	if err != nil {
+		return nil, nil, err // unknown tokens are not remembered
+	}
+	if trusted {
+		d.auth.put(key, epoch, t, p)
+	}
+	return t, p, nil
+}
+
+// withPendingUse sets t.LastUsedAt to a use recorded by TouchToken and not
+// yet written, when that is later.
+func (d *DB) withPendingUse(t *Token) {
+	if at, ok := d.touch.pendingAt(t.ID); ok && at.After(t.LastUsedAt) {
+		t.LastUsedAt = at
+	}
+}
+
+// tokenPrincipal is TokenPrincipal without the cache.
+func (d *DB) tokenPrincipal(ctx context.Context, hash []byte) (*Token, *Principal, error) {
 	rows, err := d.db.QueryxContext(ctx, d.Rebind(`SELECT t.id, t.principal, t.created_at, t.expires_at, t.last_used_at, t.revoked_at,
 		p.kind, p.department, p.disabled, p.created_at, p.updated_at, r.role
 		FROM api_tokens t

@@ -86,6 +86,11 @@ type Options struct {
 	// TouchInterval is how often token last-use times recorded by
 	// TouchToken are written (default 30s).
 	TouchInterval time.Duration
+	// AuthRecheck is how long TokenPrincipal trusts its last read of the
+	// authentication epoch (default 250ms): the longest a change to a
+	// token or principal made by another process takes to apply here.
+	// Negative turns the cache off (every lookup queries the database).
+	AuthRecheck time.Duration
 
 	// bulk, for tests, turns the combined handling of a batch's
 	// certificate inserts off (nil: on).
@@ -111,6 +116,7 @@ type DB struct {
 
 	w     *writer
 	touch *toucher
+	auth  *authCache // nil: token lookups are not cached
 
 	insertCert *sqlx.Stmt // the hot statement, prepared once
 
@@ -175,6 +181,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
 	}
 	d.w = newWriter(d, writers, opts.MaxBatch, bulk, dialect == DialectPostgres)
 	d.touch = newToucher(d, opts.TouchInterval)
+	d.auth = newAuthCache(opts.AuthRecheck)
 	return d, nil
 }
 

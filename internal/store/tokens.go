@@ -48,7 +48,7 @@ func (d *DB) InsertToken(ctx context.Context, t *Token) error {
 	if err := d.prepareToken(t); err != nil {
 		return err
 	}
-	return d.Write(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
+	return d.writeAuth(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
 		return d.insertToken(ctx, tx, t)
 	})
 }
@@ -58,6 +58,7 @@ func (d *DB) InsertTokenTx(ctx context.Context, tx *sqlx.Tx, t *Token) error {
 	if err := d.prepareToken(t); err != nil {
 		return err
 	}
+	defer d.auth.invalidate() // early, as in InsertPrincipalTx
 	return d.insertToken(ctx, tx, t)
 }
 
@@ -81,6 +82,9 @@ func (d *DB) insertToken(ctx context.Context, tx *sqlx.Tx, t *Token) error {
 		(id, principal, hash, created_at, expires_at, last_used_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)`),
 		t.ID, t.Principal, t.Hash, unixNano(t.CreatedAt), unixNano(t.ExpiresAt), unixNano(t.LastUsedAt), unixNano(t.RevokedAt))
 	if err := mapInsertErr(err, "token "+t.ID, ErrDuplicate); err != nil {
+		return err
+	}
+	if err := d.bumpAuthEpoch(ctx, tx); err != nil {
 		return err
 	}
 	// The hash is not logged: the id names the token.
@@ -132,7 +136,7 @@ func (d *DB) RevokeToken(ctx context.Context, id string, at time.Time) error {
 	if at.IsZero() {
 		at = d.now()
 	}
-	return d.Write(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
+	return d.writeAuth(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
 		// The audit head is locked before the token row, as every audited
 		// write does, so that two writes cannot deadlock on the pair.
 		if _, err := d.lockAuditHead(ctx, tx); err != nil {
@@ -148,6 +152,9 @@ func (d *DB) RevokeToken(ctx context.Context, id string, at time.Time) error {
 			return fmt.Errorf("store: revoke token %s: %w", id, err)
 		} else if n == 0 {
 			return fmt.Errorf("store: token %s: %w", id, ca.ErrNotFound)
+		}
+		if err := d.bumpAuthEpoch(ctx, tx); err != nil {
+			return err
 		}
 		return d.appendAudit(ctx, tx, "token.revoke", "token/"+id, audit.OutcomeSuccess, nil)
 	})
