@@ -419,7 +419,10 @@ type usableSeal struct {
 	holderDER []byte
 	holderEnd time.Time
 	signer    crypto.Signer
-	loaded    time.Time
+	// hasher keeps the SM3 state of the unchanging start of TBS_Sign;
+	// nil for a holder key that is not SM2.
+	hasher *stampHasher
+	loaded time.Time
 }
 
 type grantKey struct{ sealID, principal string }
@@ -1088,7 +1091,12 @@ func (s *Service) Stamp(ctx context.Context, c Caller, req StampRequest) (*Stamp
 	// What Stamp checks on every call (v4 seal, holder in its certList,
 	// key of the holder certificate) was checked when the seal was
 	// loaded; the time, hash and propertyInfo were checked above.
-	der, err := stampUnchecked(u.rec.DER, u.holderDER, u.signer, req.DataHash, req.PropertyInfo, at)
+	var der []byte
+	if u.hasher != nil {
+		der, err = u.hasher.stamp(u.holderDER, u.signer, req.DataHash, req.PropertyInfo, at)
+	} else {
+		der, err = stampUnchecked(u.rec.DER, u.holderDER, u.signer, req.DataHash, req.PropertyInfo, at)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("seal: stamping with seal %s: %w", req.SealID, err)
 	}
@@ -1190,7 +1198,11 @@ func (s *Service) usableSeal(ctx context.Context, id string, now time.Time) (*us
 	if err := matchKey(parsed.Certs[0], signer); err != nil {
 		return nil, fmt.Errorf("seal: holder key %s of seal %s: %w", rec.HolderKeyRef, id, err)
 	}
-	u = &usableSeal{rec: rec, holderDER: parsed.Certs[0], holderEnd: holder.NotAfter, signer: signer, loaded: now}
+	hasher, err := newStampHasher(rec.DER, holder.PublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("seal: holder key %s of seal %s: %w", rec.HolderKeyRef, id, err)
+	}
+	u = &usableSeal{rec: rec, holderDER: parsed.Certs[0], holderEnd: holder.NotAfter, signer: signer, hasher: hasher, loaded: now}
 	s.mu.Lock()
 	if len(s.usable) >= maxCached {
 		clear(s.usable)

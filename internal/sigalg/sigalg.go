@@ -147,6 +147,33 @@ func SignWithRand(r io.Reader, signer crypto.Signer, msg []byte) ([]byte, Alg, e
 	return sig, alg, nil
 }
 
+// ErrNotSM2 is returned by SignSM2Digest for a key that is not SM2.
+var ErrNotSM2 = errors.New("sigalg: not an SM2 key")
+
+// SignSM2Digest signs e = SM3(ZA || M), computed by the caller, with an
+// SM2 signer, and returns the DER SEQUENCE{r, s}. It is for callers that
+// hash most of M once and reuse that state (seal stamping); Sign is the
+// ordinary way. Under the hsm.KeyManager convention a signer given opts
+// other than sm2.DefaultSM2SignerOpts receives e: crypto.Hash(0) is
+// passed rather than nil because a crypto.Signer may call
+// opts.HashFunc(). A signer that can only hash ZA itself (a PKCS#11
+// vendor mechanism with HashesZA) returns an error, and the caller falls
+// back to Sign with the whole message.
+func SignSM2Digest(r io.Reader, signer crypto.Signer, e []byte) ([]byte, error) {
+	k, ok := signer.Public().(*ecdsa.PublicKey)
+	if !ok || !sm2.IsSM2PublicKey(k) {
+		return nil, fmt.Errorf("%w: %T", ErrNotSM2, signer.Public())
+	}
+	if len(e) != 32 {
+		return nil, fmt.Errorf("sigalg: SM2 digest is %d bytes, want 32", len(e))
+	}
+	sig, err := signer.Sign(r, e, crypto.Hash(0))
+	if err != nil {
+		return nil, fmt.Errorf("sigalg: %s signing a digest: %w", SM2WithSM3.Name, err)
+	}
+	return sig, nil
+}
+
 // Verify checks sig over msg with pub under the algorithm oid.
 func Verify(pub crypto.PublicKey, oid asn1.ObjectIdentifier, msg, sig []byte) error {
 	alg, ok := ByOID(oid)
