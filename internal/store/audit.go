@@ -84,6 +84,16 @@ func (d *DB) appendAudits(ctx context.Context, tx *sqlx.Tx, recs []auditRecord) 
 		}
 		prev = e.Hash
 	}
+	if d.insertAudit != nil {
+		stmt := tx.StmtxContext(ctx, d.insertAudit)
+		for i := range entries {
+			e := &entries[i]
+			if _, err := stmt.ExecContext(ctx, e.Seq, e.Time.UnixNano(), e.Principal, e.Action, e.Object, e.Outcome, e.RequestID, e.Details, e.PrevHash, e.Hash); err != nil {
+				return fmt.Errorf("store: append audit entry %d: %w", e.Seq, err)
+			}
+		}
+		return d.moveAuditHead(ctx, tx, &entries[len(entries)-1])
+	}
 	const perStmt = 100 // 1000 parameters per INSERT
 	for rest := entries; len(rest) > 0; {
 		chunk := rest[:min(len(rest), perStmt)]
@@ -103,7 +113,13 @@ func (d *DB) appendAudits(ctx context.Context, tx *sqlx.Tx, recs []auditRecord) 
 			return fmt.Errorf("store: append audit entries: %w", err)
 		}
 	}
-	last := entries[len(entries)-1]
+	return d.moveAuditHead(ctx, tx, &entries[len(entries)-1])
+}
+
+const insertAuditSQL = `INSERT INTO audit_log (` + auditColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
+// moveAuditHead records last as the end of the chain.
+func (d *DB) moveAuditHead(ctx context.Context, tx *sqlx.Tx, last *audit.Entry) error {
 	if _, err := tx.ExecContext(ctx, d.Rebind(`UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1`), last.Seq, last.Hash); err != nil {
 		return fmt.Errorf("store: move audit head: %w", err)
 	}

@@ -118,7 +118,11 @@ type DB struct {
 	touch *toucher
 	auth  *authCache // nil: token lookups are not cached
 
-	insertCert *sqlx.Stmt // the hot statement, prepared once
+	insertCert *sqlx.Stmt // the hot statements, prepared once
+	// insertAudit appends one entry; SQLite only, where a prepared
+	// single-row insert per entry is cheaper than parsing a multi-row
+	// statement per batch.
+	insertAudit *sqlx.Stmt
 
 	locksMu sync.Mutex
 	locks   map[string]chan struct{} // SQLite TryLock, by name
@@ -223,6 +227,12 @@ func (d *DB) init(ctx context.Context) error {
 	if d.insertCert, err = d.db.PreparexContext(ctx, d.Rebind(insertCertSQL)); err != nil {
 		return fmt.Errorf("store: prepare certificate insert: %w", err)
 	}
+	if d.dialect == DialectSQLite {
+		if d.insertAudit, err = d.db.PreparexContext(ctx, insertAuditSQL); err != nil {
+			d.insertCert.Close()
+			return fmt.Errorf("store: prepare audit insert: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -300,6 +310,9 @@ func (d *DB) Close() error {
 		d.touch.close()
 		d.w.close()
 		d.insertCert.Close()
+		if d.insertAudit != nil {
+			d.insertAudit.Close()
+		}
 		if err := d.db.Close(); err != nil {
 			d.closeErr = fmt.Errorf("store: close: %w", err)
 		}
