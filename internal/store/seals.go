@@ -485,12 +485,62 @@ func (r *stampRow) record() seal.StampRecord {
 	}
 }
 
+// stampWrite is a stamp on its way through group commit.
+type stampWrite struct {
+	reg *Seals
+	s   *seal.StampRecord
+	// refused says why the checks refused the stamp, "" when it was
+	// written. Whichever path runs the write sets it afresh, since the
+	// writer may run a write more than once.
+	refused string
+}
+
+// stampAudit is the entry of a recorded stamp.
+func stampAudit(ctx context.Context, s *seal.StampRecord) auditRecord {
+	return auditRecord{ctx: ctx, action: "seal.stamp", object: "stamp/" + s.ID, outcome: audit.OutcomeSuccess, details: map[string]any{
+		"seal": s.SealID, "data_hash": hex.EncodeToString(s.DataHash), "property_info": s.PropertyInfo,
+		"approval_ref": s.ApprovalRef, "at": auditTime(s.At),
+	}}
+}
+
+// checkStampTx runs the stamp check for one seal and principal in tx and
+// returns why a stamp is refused, or "".
+func (reg *Seals) checkStampTx(ctx context.Context, tx *sqlx.Tx, sealID, principal string) (string, error) {
+	var st struct {
+		Seal string `db:"seal_status"`
+		Cert string `db:"cert_status"`
+	}
+	err := tx.StmtxContext(ctx, reg.checkStamp).GetContext(ctx, &st, principal, sealID)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return "no such seal, or no grant for " + principal, nil
+	case err != nil:
+		return "", fmt.Errorf("store: checking seal %s: %w", sealID, err)
+	case st.Seal != seal.SealActive.String():
+		return "seal is " + st.Seal, nil
+	case st.Cert != "good":
+		return "holder certificate is " + st.Cert, nil
+	}
+	return "", nil
+}
+
+func (reg *Seals) execInsertStamp(ctx context.Context, tx *sqlx.Tx, s *seal.StampRecord) error {
+	_, err := tx.StmtxContext(ctx, reg.insertStamp).ExecContext(ctx, s.ID, s.SealID, s.Principal, unixSec(s.At), s.DataHash,
+		s.PropertyInfo, s.ApprovalRef, s.Signature, s.CreatedAt.UnixNano())
+	return mapInsertErr(err, "stamp "+s.ID, ErrDuplicate)
+}
+
 // InsertStamp records a stamp through group commit, in a transaction that
 // first checks that the seal is active, its holder certificate good and
 // the principal granted (on PostgreSQL it share-locks those rows, so a
 // concurrent suspension, revocation or withdrawal waits for the stamp's
 // commit, and a stamp never commits after one). When a check fails it
 // writes nothing and returns an error wrapping seal.ErrStampRefused.
+//
+// Concurrent stamps that the writer batches are checked once per seal and
+// principal and written together (recordStamps); this function's own
+// write is what runs for a stamp alone, or again, one by one, when the
+// combined write fails.
 func (reg *Seals) InsertStamp(ctx context.Context, s *seal.StampRecord) error {
 	d := reg.d
 	switch {
@@ -504,9 +554,9 @@ func (reg *Seals) InsertStamp(ctx context.Context, s *seal.StampRecord) error {
 	if s.CreatedAt.IsZero() {
 		s.CreatedAt = d.now()
 	}
-	var refused string
-	err := d.Write(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
-		refused = ""
+	sw := &stampWrite{reg: reg, s: s}
+	err := d.w.submitReq(ctx, &writeReq{stamp: sw, fn: func(ctx context.Context, tx *sqlx.Tx) error {
+		sw.refused = ""
 		// Audited: on PostgreSQL the head lock comes before the rows the
 		// check locks. SQLite has no row locks to order (its write
 		// transactions exclude each other), and this is the hot path: it
@@ -516,39 +566,101 @@ func (reg *Seals) InsertStamp(ctx context.Context, s *seal.StampRecord) error {
 				return err
 			}
 		}
-		var st struct {
-			Seal string `db:"seal_status"`
-			Cert string `db:"cert_status"`
-		}
-		err := tx.StmtxContext(ctx, reg.checkStamp).GetContext(ctx, &st, s.Principal, s.SealID)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			refused = "no such seal, or no grant for " + s.Principal
-		case err != nil:
-			return fmt.Errorf("store: checking seal %s: %w", s.SealID, err)
-		case st.Seal != seal.SealActive.String():
-			refused = "seal is " + st.Seal
-		case st.Cert != "good":
-			refused = "holder certificate is " + st.Cert
-		}
-		if refused != "" {
-			return nil // nothing written; not a failure of the batch
-		}
-		_, err = tx.StmtxContext(ctx, reg.insertStamp).ExecContext(ctx, s.ID, s.SealID, s.Principal, unixSec(s.At), s.DataHash,
-			s.PropertyInfo, s.ApprovalRef, s.Signature, s.CreatedAt.UnixNano())
-		if err := mapInsertErr(err, "stamp "+s.ID, ErrDuplicate); err != nil {
+		refused, err := reg.checkStampTx(ctx, tx, s.SealID, s.Principal)
+		if err != nil {
 			return err
 		}
-		return d.appendAudit(ctx, tx, "seal.stamp", "stamp/"+s.ID, audit.OutcomeSuccess, map[string]any{
-			"seal": s.SealID, "data_hash": hex.EncodeToString(s.DataHash), "property_info": s.PropertyInfo,
-			"approval_ref": s.ApprovalRef, "at": auditTime(s.At),
-		})
-	})
+		if refused != "" {
+			sw.refused = refused
+			return nil // nothing written; not a failure of the batch
+		}
+		if err := reg.execInsertStamp(ctx, tx, s); err != nil {
+			return err
+		}
+		return d.appendAudits(ctx, tx, []auditRecord{stampAudit(ctx, s)})
+	}})
 	if err != nil {
 		return err
 	}
-	if refused != "" {
-		return fmt.Errorf("store: stamp with seal %s: %s: %w", s.SealID, refused, seal.ErrStampRefused)
+	if sw.refused != "" {
+		return fmt.Errorf("store: stamp with seal %s: %s: %w", s.SealID, sw.refused, seal.ErrStampRefused)
+	}
+	return nil
+}
+
+// recordStamps checks and inserts the stamps of a group-commit batch
+// (reqs all carry one) inside tx and returns the audit entries of those
+// it inserted, for the caller to append with the batch's others. It
+// does what each stamp's own write would, with fewer statements: the
+// check runs once per distinct (seal, principal), most batches having
+// one; the rows go in with multi-row INSERTs on PostgreSQL (multiRow) and
+// with the prepared single-row insert on SQLite. A refused stamp is
+// marked so and written nowhere; an error fails the whole call, and the
+// writer then runs each stamp's own write to find the culprit.
+func (d *DB) recordStamps(ctx context.Context, tx *sqlx.Tx, reqs []*writeReq, multiRow bool) ([]auditRecord, error) {
+	if d.dialect == DialectPostgres {
+		// Audited: the head lock before the rows the checks lock.
+		if _, err := d.lockAuditHead(ctx, tx); err != nil {
+			return nil, err
+		}
+	}
+	type pair struct{ sealID, principal string }
+	verdicts := make(map[pair]string, 1)
+	accepted := make([]*stampWrite, 0, len(reqs))
+	audits := make([]auditRecord, 0, len(reqs))
+	for _, r := range reqs {
+		sw := r.stamp
+		k := pair{sw.s.SealID, sw.s.Principal}
+		refused, ok := verdicts[k]
+		if !ok {
+			var err error
+			if refused, err = sw.reg.checkStampTx(ctx, tx, k.sealID, k.principal); err != nil {
+				return nil, err
+			}
+			verdicts[k] = refused
+		}
+		sw.refused = refused
+		if refused == "" {
+			accepted = append(accepted, sw)
+			audits = append(audits, stampAudit(r.ctx, sw.s))
+		}
+	}
+	if multiRow {
+		if err := d.insertStampRows(ctx, tx, accepted); err != nil {
+			return nil, err
+		}
+		return audits, nil
+	}
+	for _, sw := range accepted {
+		if err := sw.reg.execInsertStamp(ctx, tx, sw.s); err != nil {
+			return nil, err
+		}
+	}
+	return audits, nil
+}
+
+// insertStampRows inserts stamps with multi-row INSERTs: one statement
+// (one round trip to PostgreSQL) for a batch instead of one per stamp.
+func (d *DB) insertStampRows(ctx context.Context, tx *sqlx.Tx, rows []*stampWrite) error {
+	const perStmt = 128 // 1152 parameters, far below either database's limit
+	for len(rows) > 0 {
+		chunk := rows[:min(len(rows), perStmt)]
+		rows = rows[len(chunk):]
+		var q strings.Builder
+		q.WriteString("INSERT INTO stamps (" + stampColumns + ") VALUES ")
+		args := make([]any, 0, 9*len(chunk))
+		for i, sw := range chunk {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?)")
+			s := sw.s
+			args = append(args, s.ID, s.SealID, s.Principal, unixSec(s.At), s.DataHash,
+				s.PropertyInfo, s.ApprovalRef, s.Signature, s.CreatedAt.UnixNano())
+		}
+		if _, err := tx.ExecContext(ctx, d.Rebind(q.String()), args...); err != nil {
+			return mapInsertErr(err, "stamps", ErrDuplicate)
+		}
 	}
 	return nil
 }

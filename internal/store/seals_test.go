@@ -3,12 +3,16 @@ package store
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gmtrust/gmtrust/ca"
+	"github.com/gmtrust/gmtrust/internal/audit"
 	"github.com/gmtrust/gmtrust/seal"
 )
 
@@ -391,6 +395,368 @@ func TestStampsGroupCommit(t *testing.T) {
 		}
 		if _, _, err := f.reg.Stamps(ctx, seal.StampFilter{SealID: "s1", Cursor: "garbage"}); !errors.Is(err, seal.ErrInvalidRequest) {
 			t.Errorf("bad cursor: %v", err)
+		}
+	})
+}
+
+// stampEntries returns the seal.stamp audit entries by object.
+func stampEntries(t *testing.T, db *DB) map[string]audit.Entry {
+	t.Helper()
+	out := map[string]audit.Entry{}
+	for _, e := range auditEntries(t, db) {
+		if e.Action != "seal.stamp" {
+			continue
+		}
+		if _, dup := out[e.Object]; dup {
+			t.Fatalf("two audit entries for %s", e.Object)
+		}
+		out[e.Object] = e
+	}
+	return out
+}
+
+// TestStampsBulkConcurrent: stamps from many callers, on two seals by
+// two principals, are checked and written together; every one is
+// recorded once, with its audit entry (details as the single-stamp
+// write makes them), in a chain without gaps.
+func TestStampsBulkConcurrent(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		f := newSealFixture(t, b)
+		f.insert(t, f.record("s1", "E1"), "oa", "erp")
+		f.insert(t, f.record("s2", "E2"), "oa")
+		before := f.db.WriteStats()
+		bulkBefore := f.db.w.bulkWrites.Load()
+		const callers, each = 48, 10
+		stamps := make([][]*seal.StampRecord, callers)
+		var wg sync.WaitGroup
+		for i := range callers {
+			sealID, principal := "s1", "oa"
+			switch i % 3 {
+			case 1:
+				principal = "erp"
+			case 2:
+				sealID = "s2"
+			}
+			wg.Go(func() {
+				ctx := actorCtx(principal)
+				for range each {
+					s := testStamp(randHex(8), sealID, principal)
+					if err := f.reg.InsertStamp(ctx, s); err != nil {
+						t.Errorf("stamp on %s by %s: %v", sealID, principal, err)
+						return
+					}
+					stamps[i] = append(stamps[i], s)
+				}
+			})
+		}
+		wg.Wait()
+		if t.Failed() {
+			t.FailNow()
+		}
+		if n := countRows(t, f.db, "SELECT COUNT(*) FROM stamps"); n != callers*each {
+			t.Fatalf("%d stamps stored, want %d", n, callers*each)
+		}
+		verifyChain(t, f.db)
+		entries := stampEntries(t, f.db)
+		if len(entries) != callers*each {
+			t.Fatalf("%d stamp audit entries, want %d", len(entries), callers*each)
+		}
+		for i := range callers {
+			for _, s := range stamps[i] {
+				e, ok := entries["stamp/"+s.ID]
+				if !ok {
+					t.Fatalf("no audit entry for stamp %s", s.ID)
+				}
+				var det map[string]any
+				if err := json.Unmarshal([]byte(e.Details), &det); err != nil {
+					t.Fatal(err)
+				}
+				if e.Principal != s.Principal || e.RequestID != "req-"+s.Principal || e.Outcome != audit.OutcomeSuccess ||
+					det["seal"] != s.SealID || det["data_hash"] != hex.EncodeToString(s.DataHash) || det["property_info"] != s.PropertyInfo ||
+					det["approval_ref"] != s.ApprovalRef || det["at"] != auditTime(s.At) || det["source"] != "192.0.2.1" {
+					t.Fatalf("audit entry of stamp %s: %+v, details %v", s.ID, e, det)
+				}
+			}
+		}
+		st := f.db.WriteStats()
+		if st.FailedGroups != before.FailedGroups {
+			t.Errorf("%d failed groups", st.FailedGroups-before.FailedGroups)
+		}
+		bulked := f.db.w.bulkWrites.Load() - bulkBefore
+		t.Logf("%d stamps in %d commits, %d of them written together", callers*each, st.Batches-before.Batches, bulked)
+		if bulked == 0 {
+			t.Error("no stamp went through the combined write")
+		}
+	})
+}
+
+// TestStampsBatchMixed queues one batch of good stamps for two (seal,
+// principal) pairs, certificates, and stamps the registry refuses (no
+// grant, seal suspended, holder certificate revoked, unknown seal) and,
+// in the second case, duplicates: each caller gets its own outcome, the
+// others commit, and refused or duplicate stamps leave no row and no
+// audit entry. The same batch runs with and without the combined write.
+func TestStampsBatchMixed(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		for _, tc := range []struct {
+			name       string
+			bulk       bool
+			duplicates bool
+		}{
+			{"combined", true, false},
+			{"combined with duplicates", true, true},
+			{"one by one", false, false},
+			{"one by one with duplicates", false, true},
+		} {
+			t.Run(tc.name, func(t *testing.T) { testStampsBatchMixed(t, b, tc.bulk, tc.duplicates) })
+		}
+	})
+}
+
+func testStampsBatchMixed(t *testing.T, b backend, bulk, duplicates bool) {
+	db := openDB(t, b.newDSN(t), Options{Now: newTestClock().Now, Writers: 1, bulk: &bulk})
+	ctx := context.Background()
+	mustInsertCA(t, db, "issuing")
+	f := &sealFixture{db: db}
+	var err error
+	if f.reg, err = NewSeals(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.reg.Close() })
+	maker := &ca.SignerRecord{ID: "seal-maker-1", CAID: "issuing", Purpose: ca.PurposeSealMaker, KeyRef: "soft:m",
+		DER: randBytes(500), Serial: randSerial(), NotBefore: testTime, NotAfter: testTime.AddDate(3, 0, 0)}
+	if err := db.InsertSigner(ctx, maker); err != nil {
+		t.Fatal(err)
+	}
+	f.maker = maker.ID
+	holder := func() *ca.Certificate {
+		c := testCert("issuing")
+		c.Profile = "seal-signer"
+		mustInsertCert(t, db, c)
+		return c
+	}
+	f.holder = holder()
+	f.insert(t, f.record("s1", "E1"), "oa")
+	f.insert(t, f.record("s2", "E2"), "oa")
+	f.insert(t, f.record("s3", "E3"), "erp")
+	f.holder = holder()
+	f.insert(t, f.record("s4", "E4"), "oa")
+	if _, err := f.reg.SetSealStatus(ctx, seal.StatusChange{ID: "s2", From: []seal.SealState{seal.SealActive}, To: seal.SealSuspended}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Revoke(ctx, ca.Revocation{CAID: f.holder.CAID, Serial: f.holder.Serial, Reason: 1, At: testTime}); err != nil {
+		t.Fatal(err)
+	}
+	stored := testStamp("stored", "s1", "oa")
+	if err := f.reg.InsertStamp(ctx, stored); err != nil {
+		t.Fatal(err)
+	}
+	stampsBefore := countRows(t, db, "SELECT COUNT(*) FROM stamps")
+	certsBefore := countRows(t, db, "SELECT COUNT(*) FROM certificates")
+	entriesBefore := len(stampEntries(t, db))
+
+	type write struct {
+		kind  string // "ok", "refused", "dup" (exactly one of a pair succeeds), "dup-stored", "cert"
+		stamp *seal.StampRecord
+		cert  *ca.Certificate
+	}
+	var writes []write
+	for range 6 {
+		writes = append(writes, write{kind: "ok", stamp: testStamp(randHex(8), "s1", "oa")})
+	}
+	for range 2 {
+		writes = append(writes, write{kind: "ok", stamp: testStamp(randHex(8), "s3", "erp")})
+		writes = append(writes, write{kind: "cert", cert: testCert("issuing")})
+	}
+	writes = append(writes,
+		write{kind: "refused", stamp: testStamp(randHex(8), "s1", "stranger")}, // no grant
+		write{kind: "refused", stamp: testStamp(randHex(8), "s2", "oa")},       // seal suspended
+		write{kind: "refused", stamp: testStamp(randHex(8), "s2", "oa")},
+		write{kind: "refused", stamp: testStamp(randHex(8), "s4", "oa")},   // holder certificate revoked
+		write{kind: "refused", stamp: testStamp(randHex(8), "nope", "oa")}, // no such seal
+	)
+	if duplicates {
+		a, c := testStamp(randHex(8), "s1", "oa"), testStamp(randHex(8), "s1", "oa")
+		c.Signature = a.Signature
+		again := testStamp(stored.ID, "s1", "oa")
+		writes = append(writes, write{kind: "dup", stamp: a}, write{kind: "dup", stamp: c}, write{kind: "dup-stored", stamp: again})
+	}
+
+	before := db.WriteStats()
+	bulkBefore := db.w.bulkWrites.Load()
+	release := blockWriter(t, db)
+	errs := make([]error, len(writes))
+	var wg sync.WaitGroup
+	for i, w := range writes {
+		wg.Go(func() {
+			if w.cert != nil {
+				errs[i] = db.InsertCertificate(ctx, w.cert)
+			} else {
+				errs[i] = f.reg.InsertStamp(ctx, w.stamp)
+			}
+		})
+	}
+	waitQueued(t, db, len(writes))
+	release()
+	wg.Wait()
+
+	wantStamps, wantCerts, dupOK := 0, 0, 0
+	for i, w := range writes {
+		err := errs[i]
+		switch w.kind {
+		case "ok":
+			wantStamps++
+			if err != nil {
+				t.Errorf("write %d (good stamp): %v", i, err)
+			}
+		case "cert":
+			wantCerts++
+			if err != nil {
+				t.Errorf("write %d (certificate): %v", i, err)
+			}
+		case "refused":
+			if !errors.Is(err, seal.ErrStampRefused) {
+				t.Errorf("write %d (stamp on %s by %s): %v, want ErrStampRefused", i, w.stamp.SealID, w.stamp.Principal, err)
+			}
+		case "dup":
+			switch {
+			case err == nil:
+				dupOK++
+				wantStamps++
+			case !errors.Is(err, ErrDuplicate):
+				t.Errorf("write %d (same signature twice): %v, want nil or ErrDuplicate", i, err)
+			}
+		case "dup-stored":
+			if !errors.Is(err, ErrDuplicate) {
+				t.Errorf("write %d (id of a stored stamp): %v, want ErrDuplicate", i, err)
+			}
+		}
+	}
+	if duplicates && dupOK != 1 {
+		t.Errorf("%d of two stamps with one signature succeeded, want 1", dupOK)
+	}
+	if n := countRows(t, db, "SELECT COUNT(*) FROM stamps") - stampsBefore; n != wantStamps {
+		t.Errorf("%d stamps stored, want %d", n, wantStamps)
+	}
+	if n := countRows(t, db, "SELECT COUNT(*) FROM certificates") - certsBefore; n != wantCerts {
+		t.Errorf("%d certificates stored, want %d", n, wantCerts)
+	}
+	verifyChain(t, db)
+	entries := stampEntries(t, db)
+	if n := len(entries) - entriesBefore; n != wantStamps {
+		t.Errorf("%d new stamp audit entries, want %d", n, wantStamps)
+	}
+	for i, w := range writes {
+		if w.stamp == nil || w.kind == "dup-stored" {
+			continue
+		}
+		if _, ok := entries["stamp/"+w.stamp.ID]; ok != (errs[i] == nil) {
+			t.Errorf("write %d (%s): audit entry %v, error %v", i, w.kind, ok, errs[i])
+		}
+		_, serr := f.reg.StampBySignature(ctx, w.stamp.Signature)
+		if errs[i] == nil && serr != nil {
+			t.Errorf("write %d (%s) succeeded but its stamp is not stored: %v", i, w.kind, serr)
+		}
+		if w.kind == "refused" && !errors.Is(serr, seal.ErrNotFound) {
+			t.Errorf("write %d (refused) stored: %v", i, serr)
+		}
+	}
+	st := db.WriteStats()
+	bulked := db.w.bulkWrites.Load() - bulkBefore
+	switch {
+	case !bulk && bulked != 0:
+		t.Errorf("%d writes combined with the combined write off", bulked)
+	case bulk && !duplicates:
+		// Refusals are outcomes, not failures: the batch commits at once,
+		// every stamp and certificate through the combined write.
+		if st.FailedGroups != before.FailedGroups || st.Batches-before.Batches != 2 { // the blocking write and the batch
+			t.Errorf("%d commits and %d failed groups, want 2 and 0", st.Batches-before.Batches, st.FailedGroups-before.FailedGroups)
+		}
+		if want := uint64(len(writes)); bulked != want {
+			t.Errorf("%d writes combined, want %d", bulked, want)
+		}
+	}
+}
+
+// TestStampsWhileStatusChanges stamps from many callers while the seal is
+// suspended and resumed over and over, with the writers PostgreSQL has:
+// every stamp is either recorded or refused (never a deadlock or another
+// error), and exactly the recorded ones have audit entries.
+func TestStampsWhileStatusChanges(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		db := openDB(t, b.newDSN(t), Options{Now: newTestClock().Now})
+		ctx := context.Background()
+		mustInsertCA(t, db, "issuing")
+		holder := testCert("issuing")
+		holder.Profile = "seal-signer"
+		mustInsertCert(t, db, holder)
+		maker := &ca.SignerRecord{ID: "seal-maker-1", CAID: "issuing", Purpose: ca.PurposeSealMaker, KeyRef: "soft:m",
+			DER: randBytes(500), Serial: randSerial(), NotBefore: testTime, NotAfter: testTime.AddDate(3, 0, 0)}
+		if err := db.InsertSigner(ctx, maker); err != nil {
+			t.Fatal(err)
+		}
+		reg, err := NewSeals(ctx, db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { reg.Close() })
+		f := &sealFixture{db: db, reg: reg, holder: holder, maker: maker.ID}
+		f.insert(t, f.record("s1", "E1"), "oa")
+
+		stop := make(chan struct{})
+		toggled := make(chan error, 1)
+		go func() {
+			suspend := seal.StatusChange{ID: "s1", From: []seal.SealState{seal.SealActive}, To: seal.SealSuspended}
+			resume := seal.StatusChange{ID: "s1", From: []seal.SealState{seal.SealSuspended}, To: seal.SealActive}
+			for {
+				select {
+				case <-stop:
+					_, err := reg.SetSealStatus(ctx, resume)
+					if errors.Is(err, seal.ErrStateConflict) {
+						err = nil
+					}
+					toggled <- err
+					return
+				default:
+				}
+				for _, ch := range []seal.StatusChange{suspend, resume} {
+					if _, err := reg.SetSealStatus(ctx, ch); err != nil {
+						toggled <- err
+						return
+					}
+				}
+			}
+		}()
+		var recorded, refused atomic.Int64
+		var wg sync.WaitGroup
+		for range 32 {
+			wg.Go(func() {
+				for range 15 {
+					err := reg.InsertStamp(ctx, testStamp(randHex(8), "s1", "oa"))
+					switch {
+					case err == nil:
+						recorded.Add(1)
+					case errors.Is(err, seal.ErrStampRefused):
+						refused.Add(1)
+					default:
+						t.Errorf("stamp: %v", err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(stop)
+		if err := <-toggled; err != nil {
+			t.Fatalf("status changes: %v", err)
+		}
+		t.Logf("%d stamps recorded, %d refused", recorded.Load(), refused.Load())
+		if n := countRows(t, db, "SELECT COUNT(*) FROM stamps"); int64(n) != recorded.Load() {
+			t.Fatalf("%d stamps stored, %d recorded", n, recorded.Load())
+		}
+		verifyChain(t, db)
+		if n := len(stampEntries(t, db)); int64(n) != recorded.Load() {
+			t.Fatalf("%d stamp audit entries, %d recorded", n, recorded.Load())
 		}
 	})
 }

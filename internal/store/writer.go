@@ -46,7 +46,11 @@ type writeReq struct {
 	// cert is set when the write is just fn inserting this row: the
 	// writer may then insert the certificates of a batch with one
 	// multi-row INSERT instead of running their fns.
-	cert  *certRow
+	cert *certRow
+	// stamp is set when the write is just fn checking and recording this
+	// stamp: the writer may then check the stamps of a batch once per
+	// (seal, principal) and insert them together.
+	stamp *stampWrite
 	state atomic.Int32
 	done  chan error // buffered: the writer never waits for the caller
 }
@@ -55,9 +59,9 @@ type writer struct {
 	d        *DB
 	maxBatch int
 	queue    chan *writeReq
-	// bulk handles a batch's certificate inserts together: their rows
-	// first, then their audit entries with one read and one update of the
-	// audit head (instead of one per certificate).
+	// bulk handles a batch's certificate inserts and stamps together:
+	// their rows first, then their audit entries with one read and one
+	// update of the audit head (instead of one per write).
 	bulk bool
 	// multiRow inserts those rows with multi-row INSERTs. It pays on
 	// PostgreSQL, where each statement is a round trip to another
@@ -72,6 +76,9 @@ type writer struct {
 	wg     sync.WaitGroup
 
 	batches, writes, failed atomic.Uint64
+	// bulkWrites counts the committed writes that runBulk handled (for
+	// tests: the combined path is otherwise invisible).
+	bulkWrites atomic.Uint64
 }
 
 // WriteStats counts the work of the group-commit writer since Open.
@@ -103,13 +110,19 @@ func newWriter(d *DB, n, maxBatch int, bulk, multiRow bool) *writer {
 }
 
 func (w *writer) submit(ctx context.Context, fn WriteFunc, cert *certRow) error {
+	return w.submitReq(ctx, &writeReq{fn: fn, cert: cert})
+}
+
+// submitReq queues r (fn and, optionally, the row it inserts) and waits
+// for its outcome, as Write describes.
+func (w *writer) submitReq(ctx context.Context, r *writeReq) error {
 	if inWrite(ctx) {
 		return ErrNestedWrite
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	r := &writeReq{ctx: ctx, fn: fn, cert: cert, done: make(chan error, 1)}
+	r.ctx, r.done = ctx, make(chan error, 1)
 	w.mu.RLock()
 	if w.closed {
 		w.mu.RUnlock()
@@ -183,9 +196,9 @@ func (w *writer) loop() {
 // fails, the transaction is rolled back and the writes before it, the
 // failing write, and the writes after it are run again as three groups,
 // so one bad write costs a few extra commits, not one per write, and fails
-// only its own caller. bulk allows the certificate inserts of reqs to be
-// handled together; if that fails, nothing tells which row is to blame, so
-// the group is run again without it.
+// only its own caller. bulk allows the certificate inserts and the stamps
+// of reqs to be handled together; if that fails, nothing tells which row
+// is to blame, so the group is run again without it.
 func (w *writer) run(reqs []*writeReq, bulk bool) {
 	failed, err := w.tryBatch(reqs, bulk)
 	switch {
@@ -220,15 +233,16 @@ func (w *writer) run(reqs []*writeReq, bulk bool) {
 	}
 }
 
-// errBulkFailed reports that the combined certificate insert failed.
-var errBulkFailed = errors.New("store: multi-row certificate insert failed")
+// errBulkFailed reports that the combined certificate inserts or stamps
+// failed.
+var errBulkFailed = errors.New("store: combined certificate or stamp writes failed")
 
-// bulkMin is the fewest certificates worth handling together.
+// bulkMin is the fewest certificates, or stamps, worth handling together.
 const bulkMin = 2
 
 // tryBatch runs reqs in one transaction. It returns the index of the
 // write that failed, or -1 when beginning or committing the transaction
-// (or the combined certificate inserts) failed, and the error.
+// (or the combined certificate inserts or stamps) failed, and the error.
 func (w *writer) tryBatch(reqs []*writeReq, bulk bool) (failed int, err error) {
 	ctx := context.Background()
 	release, err := w.d.acquireWrite(ctx)
@@ -240,32 +254,17 @@ func (w *writer) tryBatch(reqs []*writeReq, bulk bool) (failed int, err error) {
 	if err != nil {
 		return -1, fmt.Errorf("store: begin: %w", err)
 	}
+	var certBulk, stampBulk bool
 	if bulk {
-		var rows []*certRow
-		var audits []auditRecord
-		for _, r := range reqs {
-			if r.cert != nil {
-				rows = append(rows, r.cert)
-				audits = append(audits, certIssueAudit(r.ctx, r.cert))
-			}
-		}
-		if bulk = len(rows) >= bulkMin; bulk {
-			// The writes of one batch were all in flight together, so
-			// inserting their certificates ahead of the other writes
-			// reorders nothing a caller could have relied on. Their audit
-			// entries go in the same order, in the same transaction.
-			if err := w.insertCerts(ctx, tx, rows); err != nil {
-				tx.Rollback()
-				return -1, fmt.Errorf("%w: %w", errBulkFailed, err)
-			}
-			if err := w.d.appendAudits(ctx, tx, audits); err != nil {
-				tx.Rollback()
-				return -1, fmt.Errorf("%w: %w", errBulkFailed, err)
-			}
+		if certBulk, stampBulk, err = w.runBulk(ctx, tx, reqs); err != nil {
+			tx.Rollback()
+			return -1, fmt.Errorf("%w: %w", errBulkFailed, err)
 		}
 	}
+	var bulked uint64
 	for i, r := range reqs {
-		if bulk && r.cert != nil {
+		if certBulk && r.cert != nil || stampBulk && r.stamp != nil {
+			bulked++
 			continue
 		}
 		if err := runFn(r, tx); err != nil {
@@ -276,7 +275,52 @@ func (w *writer) tryBatch(reqs []*writeReq, bulk bool) (failed int, err error) {
 	if err := tx.Commit(); err != nil {
 		return -1, fmt.Errorf("store: commit: %w", err)
 	}
+	w.bulkWrites.Add(bulked)
 	return -1, nil
+}
+
+// runBulk writes the certificates of reqs together when there are at
+// least bulkMin of them, and likewise the stamps, then appends all their
+// audit entries at once. It reports which of the two it wrote; their fns
+// must not run.
+//
+// The writes of one batch were all in flight together, so handling these
+// ahead of the other writes reorders nothing a caller could have relied
+// on. Stamps go first: on PostgreSQL they take the audit head lock before
+// the rows their checks lock (lockAuditHead), and everything after,
+// certificates included, then locks in that order too.
+func (w *writer) runBulk(ctx context.Context, tx *sqlx.Tx, reqs []*writeReq) (certBulk, stampBulk bool, err error) {
+	var certs, stamps []*writeReq
+	for _, r := range reqs {
+		switch {
+		case r.cert != nil:
+			certs = append(certs, r)
+		case r.stamp != nil:
+			stamps = append(stamps, r)
+		}
+	}
+	certBulk, stampBulk = len(certs) >= bulkMin, len(stamps) >= bulkMin
+	var audits []auditRecord
+	if stampBulk {
+		if audits, err = w.d.recordStamps(ctx, tx, stamps, w.multiRow); err != nil {
+			return false, false, err
+		}
+	}
+	if certBulk {
+		rows := make([]*certRow, len(certs))
+		for i, r := range certs {
+			rows[i] = r.cert
+			audits = append(audits, certIssueAudit(r.ctx, r.cert))
+		}
+		if err := w.insertCerts(ctx, tx, rows); err != nil {
+			return false, false, err
+		}
+	}
+	// The entries go in the order of the rows, in the same transaction.
+	if err := w.d.appendAudits(ctx, tx, audits); err != nil {
+		return false, false, err
+	}
+	return certBulk, stampBulk, nil
 }
 
 func (w *writer) insertCerts(ctx context.Context, tx *sqlx.Tx, rows []*certRow) error {
