@@ -108,7 +108,7 @@ for db in $DBS; do
 	wait "$SRV_PID" 2>/dev/null || true
 	SRV_PID=""
 	if [ "$db" = postgres ]; then
-		psql -q "${PG%%\?*}" -c "DROP SCHEMA $SCHEMA CASCADE" >/dev/null
+		psql -q "${PG%%\?*}" -c "DROP SCHEMA $SCHEMA CASCADE" >/dev/null 2>&1
 		SCHEMA=""
 	fi
 done
