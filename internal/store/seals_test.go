@@ -463,6 +463,12 @@ func TestStampsBulkConcurrent(t *testing.T) {
 		}
 		for i := range callers {
 			for _, s := range stamps[i] {
+				got, err := f.reg.StampBySignature(context.Background(), s.Signature)
+				if err != nil || got.ID != s.ID || got.SealID != s.SealID || got.Principal != s.Principal || !got.At.Equal(s.At) ||
+					!bytes.Equal(got.DataHash, s.DataHash) || got.PropertyInfo != s.PropertyInfo || got.ApprovalRef != s.ApprovalRef ||
+					!bytes.Equal(got.Signature, s.Signature) || !got.CreatedAt.Equal(s.CreatedAt) {
+					t.Fatalf("stored stamp %+v, %v; want %+v", got, err, s)
+				}
 				e, ok := entries["stamp/"+s.ID]
 				if !ok {
 					t.Fatalf("no audit entry for stamp %s", s.ID)
