@@ -43,15 +43,19 @@ test-deps:
 # for the PKCS#11 ones.
 bench: build test-deps
 	GMTRUST_TEST_POSTGRES=$(BENCH_POSTGRES) $(GO) test -run='^$$' -bench=. -benchtime=$(BENCHTIME) -timeout 60m ./...
+	BENCH_POSTGRES=$(BENCH_POSTGRES) scripts/bench-issue.sh
 	scripts/bench-ocsp.sh
 
 # Only the CA core section of BENCHMARKS.md: issuance in-process (SM2 and
 # ECDSA CAs, SQLite and PostgreSQL), through the HTTP API with 8 and 32
-# keep-alive clients, and CRLs of 10k, 100k and 1M entries (time, peak RSS).
+# keep-alive clients (Go clients in-process, then wrk against gmtrust
+# serve: scripts/bench-issue.sh), and CRLs of 10k, 100k and 1M entries
+# (time, peak RSS).
 BENCH_POSTGRES ?= $(or $(GMTRUST_TEST_POSTGRES),postgres://postgres@127.0.0.1:5432/test?sslmode=disable)
 bench-ca:
 	GMTRUST_TEST_POSTGRES=$(BENCH_POSTGRES) $(GO) test -run='^$$' -bench='^(BenchmarkIssue|BenchmarkIssueSerial|BenchmarkCRL)$$' -benchtime=$(BENCHTIME) -timeout 30m ./ca/
 	GMTRUST_TEST_POSTGRES=$(BENCH_POSTGRES) $(GO) test -run='^$$' -bench='^BenchmarkHTTPIssue$$' -benchtime=$(BENCHTIME) -timeout 30m ./internal/app/
+	BENCH_POSTGRES=$(BENCH_POSTGRES) scripts/bench-issue.sh
 
 # Only the OCSP load run of BENCHMARKS.md: wrk against gmtrust serve, a Go
 # ceiling and OpenSSL's responder (installs wrk when missing).

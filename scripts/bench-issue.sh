@@ -32,12 +32,17 @@ PG=${BENCH_POSTGRES:-${GMTRUST_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432
 GMTRUST=$ROOT/bin/gmtrust
 LUA=$ROOT/scripts/issue-post.lua
 
-if ! command -v wrk >/dev/null; then
-	echo "installing wrk"
-	SUDO=""
-	[ "$(id -u)" -eq 0 ] || SUDO=sudo
-	$SUDO apt-get install -y wrk >/dev/null 2>&1 || { $SUDO apt-get update >/dev/null && $SUDO apt-get install -y wrk >/dev/null; }
-fi
+# install PROGRAM PACKAGE -- installs the Debian package when the program
+# is missing (CI and fresh machines run as root).
+install() {
+	command -v "$1" >/dev/null && return 0
+	echo "installing $2"
+	local sudo=""
+	[ "$(id -u)" -eq 0 ] || sudo=sudo
+	$sudo apt-get install -y "$2" >/dev/null 2>&1 || { $sudo apt-get update >/dev/null && $sudo apt-get install -y "$2" >/dev/null; }
+}
+install wrk wrk
+[[ $DBS == *postgres* ]] && install psql postgresql-client
 for tool in wrk curl psql; do
 	command -v "$tool" >/dev/null || { echo "bench-issue: $tool is required" >&2; exit 1; }
 done
