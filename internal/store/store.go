@@ -93,7 +93,7 @@ type Options struct {
 	AuthRecheck time.Duration
 
 	// bulk, for tests, turns the combined handling of a batch's
-	// certificate inserts off (nil: on).
+	// certificate inserts and stamps off (nil: on).
 	bulk *bool
 }
 
