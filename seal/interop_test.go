@@ -55,38 +55,45 @@ func ourSignatures(t *testing.T) []signedPair {
 func TestInteropTjfoc(t *testing.T) {
 	for _, sp := range ourSignatures(t) {
 		t.Run(sp.name, func(t *testing.T) {
-			// tjfoc reads the key from the certificate itself.
-			cert, err := tjx509.ParseCertificate(sp.certDER)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var spki struct {
-				Algo pkix.AlgorithmIdentifier
-				Key  asn1.BitString
-			}
-			if _, err := asn1.Unmarshal(cert.RawSubjectPublicKeyInfo, &spki); err != nil || len(spki.Key.Bytes) != 65 || spki.Key.Bytes[0] != 4 {
-				t.Fatalf("SPKI is not an uncompressed P-256 point: %v", err)
-			}
-			pt := spki.Key.Bytes
-			pub := &tjsm2.PublicKey{Curve: tjsm2.P256Sm2(), X: new(big.Int).SetBytes(pt[1:33]), Y: new(big.Int).SetBytes(pt[33:])}
-			if !pub.IsOnCurve(pub.X, pub.Y) {
-				t.Fatal("point not on the SM2 curve")
-			}
-			var rs struct{ R, S *big.Int }
-			if rest, err := asn1.Unmarshal(sp.sig, &rs); err != nil || len(rest) != 0 {
-				t.Fatalf("signature is not DER SEQUENCE{r,s}: %v", err)
-			}
-			if !tjsm2.Sm2Verify(pub, sp.signed, []byte("1234567812345678"), rs.R, rs.S) {
+			if !tjfocVerify(t, sp.certDER, sp.signed, sp.sig) {
 				t.Fatal("tjfoc/gmsm rejects the signature")
 			}
 			// And it must not verify over anything else.
 			tampered := append([]byte(nil), sp.signed...)
 			tampered[len(tampered)/2] ^= 1
-			if tjsm2.Sm2Verify(pub, tampered, []byte("1234567812345678"), rs.R, rs.S) {
+			if tjfocVerify(t, sp.certDER, tampered, sp.sig) {
 				t.Fatal("tjfoc/gmsm accepts the signature over tampered bytes")
 			}
 		})
 	}
+}
+
+// tjfocVerify reports whether tjfoc/gmsm accepts sig (DER) over signed
+// with the key of the certificate certDER and the standard ID; tjfoc
+// reads the key from the certificate itself.
+func tjfocVerify(t *testing.T, certDER, signed, sig []byte) bool {
+	t.Helper()
+	cert, err := tjx509.ParseCertificate(certDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spki struct {
+		Algo pkix.AlgorithmIdentifier
+		Key  asn1.BitString
+	}
+	if _, err := asn1.Unmarshal(cert.RawSubjectPublicKeyInfo, &spki); err != nil || len(spki.Key.Bytes) != 65 || spki.Key.Bytes[0] != 4 {
+		t.Fatalf("SPKI is not an uncompressed P-256 point: %v", err)
+	}
+	pt := spki.Key.Bytes
+	pub := &tjsm2.PublicKey{Curve: tjsm2.P256Sm2(), X: new(big.Int).SetBytes(pt[1:33]), Y: new(big.Int).SetBytes(pt[33:])}
+	if !pub.IsOnCurve(pub.X, pub.Y) {
+		t.Fatal("point not on the SM2 curve")
+	}
+	var rs struct{ R, S *big.Int }
+	if rest, err := asn1.Unmarshal(sig, &rs); err != nil || len(rest) != 0 {
+		t.Fatalf("signature is not DER SEQUENCE{r,s}: %v", err)
+	}
+	return tjsm2.Sm2Verify(pub, signed, []byte("1234567812345678"), rs.R, rs.S)
 }
 
 // TestInteropOpenSSL verifies the same signatures with the OpenSSL command

@@ -5,12 +5,9 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/x509/pkix"
-	"encoding/asn1"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,8 +15,6 @@ import (
 
 	"github.com/emmansun/gmsm/sm2"
 	"github.com/emmansun/gmsm/smx509"
-	tjsm2 "github.com/tjfoc/gmsm/sm2"
-	tjx509 "github.com/tjfoc/gmsm/x509"
 
 	"github.com/gmtrust/gmtrust/internal/testutil"
 )
@@ -61,24 +56,7 @@ func sealOfSize(t *testing.T, p *testPKI, size int) []byte {
 // ID, as TestInteropTjfoc does.
 func verifyTjfoc(t *testing.T, certDER, signed, sig []byte) {
 	t.Helper()
-	cert, err := tjx509.ParseCertificate(certDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var spki struct {
-		Algo pkix.AlgorithmIdentifier
-		Key  asn1.BitString
-	}
-	if _, err := asn1.Unmarshal(cert.RawSubjectPublicKeyInfo, &spki); err != nil || len(spki.Key.Bytes) != 65 {
-		t.Fatalf("SPKI: %v", err)
-	}
-	pt := spki.Key.Bytes
-	pub := &tjsm2.PublicKey{Curve: tjsm2.P256Sm2(), X: new(big.Int).SetBytes(pt[1:33]), Y: new(big.Int).SetBytes(pt[33:])}
-	var rs struct{ R, S *big.Int }
-	if rest, err := asn1.Unmarshal(sig, &rs); err != nil || len(rest) != 0 {
-		t.Fatalf("signature is not DER SEQUENCE{r,s}: %v", err)
-	}
-	if !tjsm2.Sm2Verify(pub, signed, []byte("1234567812345678"), rs.R, rs.S) {
+	if !tjfocVerify(t, certDER, signed, sig) {
 		t.Fatal("tjfoc/gmsm rejects the signature")
 	}
 }
