@@ -113,12 +113,30 @@ func newCertUnholdCmd(g *globals) *cobra.Command {
 // changeStatus opens the instance, applies a revocation-status change and
 // publishes a fresh CRL right away: the server regenerates CRLs on its
 // own, but a change made from the CLI should not wait for its timer.
+//
+// The OCSP responder is wired first, as in the server, so that the
+// change re-signs the certificate's stored responses before it returns:
+// a responder process serving from the database never hands out the old
+// status after the command has answered (with PostgreSQL the re-signing
+// also NOTIFYs running servers to drop their cached copy; on SQLite they
+// notice within their poll interval). Without a working responder
+// nothing is changed.
 func (g *globals) changeStatus(ctx context.Context, verb string, change func(context.Context, *app.App) (*ca.Certificate, error)) error {
 	a, err := g.open(ctx)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
+	opts, err := app.OCSPOptionsFromEnv(os.Getenv)
+	if err != nil {
+		return err
+	}
+	opts.NoPresign = true // this process only re-signs what it changes
+	oc, err := a.NewOCSP(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("nothing %s: the OCSP responder, which re-signs the certificate's responses: %w", verb, err)
+	}
+	defer oc.Close()
 	c, err := change(ctx, a)
 	if err != nil {
 		return err

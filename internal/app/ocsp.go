@@ -35,7 +35,7 @@ type OCSPOptions struct {
 	// signed on demand, or by another process's worker).
 	NoPresign bool
 	// PollInterval is how often revocation events are polled for
-	// changes made by processes that do not notify (store default 2s).
+	// changes made by processes that do not notify (store default 250ms).
 	PollInterval time.Duration
 	// RenewInterval is how often the OCSP signer is checked (10 min).
 	RenewInterval time.Duration

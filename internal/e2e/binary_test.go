@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
@@ -20,7 +21,11 @@ import (
 
 	"github.com/emmansun/gmsm/smx509"
 
+	"github.com/gmtrust/gmtrust/ca"
+	"github.com/gmtrust/gmtrust/internal/config"
+	"github.com/gmtrust/gmtrust/internal/store"
 	"github.com/gmtrust/gmtrust/internal/testutil"
+	"github.com/gmtrust/gmtrust/ocsp"
 )
 
 // TestBinaryFlow runs an instance's whole life through the real binary:
@@ -153,6 +158,9 @@ func testBinaryFlow(t *testing.T, dsn string) {
 	if got.Status != "revoked" || got.Reason != "superseded" {
 		t.Errorf("server view of a CLI revocation: %+v", got)
 	}
+	// ... and the command re-signed the certificate's OCSP responses
+	// before it returned, as a revocation through the API does.
+	checkStoredOCSP(t, in, got.CA, cliD.serial, ca.StatusRevoked)
 
 	checkStatuses(t, in, certs)
 
@@ -534,5 +542,33 @@ func TestConcurrentWriters(t *testing.T) {
 			}
 			in.stop()
 		})
+	}
+}
+
+// checkStoredOCSP checks, straight in the database, that every pre-signed
+// OCSP response of the certificate is there and was signed for want.
+func checkStoredOCSP(t *testing.T, in *instance, caID, serial string, want ca.Status) {
+	t.Helper()
+	cfg, err := config.Load(in.dir, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := in.openStore()
+	defer db.Close()
+	ctx := context.Background()
+	st, err := store.NewOCSP(ctx, db, store.OCSPOptions{DSN: cfg.DatabaseDSN(in.dir), PollInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for _, h := range []ocsp.HashAlg{ocsp.HashSHA1, ocsp.HashSHA256, ocsp.HashSM3} {
+		r, err := st.Response(ctx, caID, serial, h)
+		if err != nil {
+			t.Errorf("stored OCSP response (%s) of %s: %v", ocsp.HashName(h), serial, err)
+			continue
+		}
+		if r.Status != want || len(r.DER) == 0 {
+			t.Errorf("stored OCSP response (%s) of %s: status %s, want %s", ocsp.HashName(h), serial, r.Status, want)
+		}
 	}
 }

@@ -29,8 +29,11 @@ type OCSPOptions struct {
 	// (LISTEN needs a connection of its own); ignored for SQLite.
 	DSN string
 	// PollInterval is how often revocation_events is polled for status
-	// changes made by processes that do not notify (the CLI, SQLite);
-	// default 2s, negative disables polling.
+	// changes made by processes that do not notify (any process on
+	// SQLite); default 250ms, negative disables polling. It bounds how
+	// long a running responder may still hand out a cached response after
+	// another process changed the certificate's status (one indexed read
+	// of the newest events per poll).
 	PollInterval time.Duration
 	// Logger receives listener events; the DB's logger when nil.
 	Logger *slog.Logger
@@ -61,7 +64,7 @@ type OCSP struct {
 func NewOCSP(ctx context.Context, d *DB, o OCSPOptions) (*OCSP, error) {
 	s := &OCSP{d: d, dsn: o.DSN, pollInterval: o.PollInterval, log: o.Logger}
 	if s.pollInterval == 0 {
-		s.pollInterval = 2 * time.Second
+		s.pollInterval = 250 * time.Millisecond
 	}
 	if s.log == nil {
 		s.log = d.log
