@@ -393,6 +393,30 @@ func (r *Responder) CAIDs() []string {
 	return ids
 }
 
+// Ready reports whether the responder can answer for every CA it serves:
+// each has a delegated signer that is valid now and, unless the
+// responder is read-only, whose key the key manager hands out (an HSM
+// that went away makes it unready). For /readyz.
+func (r *Responder) Ready(ctx context.Context) error {
+	now := r.now()
+	for _, iss := range r.issuers {
+		s := iss.signer.Load()
+		switch {
+		case s == nil:
+			return fmt.Errorf("ocsp: CA %s has no OCSP signer", iss.id)
+		case now.Before(s.rec.NotBefore) || !now.Before(s.rec.NotAfter):
+			return fmt.Errorf("ocsp: the OCSP signer of CA %s is valid %s to %s, not now", iss.id,
+				s.rec.NotBefore.UTC().Format(time.RFC3339), s.rec.NotAfter.UTC().Format(time.RFC3339))
+		}
+		if r.keys != nil {
+			if _, err := r.keys.Signer(ctx, s.rec.KeyRef); err != nil {
+				return fmt.Errorf("ocsp: the OCSP signer key of CA %s: %w", iss.id, err)
+			}
+		}
+	}
+	return nil
+}
+
 // Hashes returns the hash algorithms responses are pre-signed for.
 func (r *Responder) Hashes() []HashAlg { return slices.Clone(r.cfg.Hashes) }
 

@@ -58,9 +58,15 @@ func (c *testClock) Advance(d time.Duration) {
 type countingKeys struct {
 	keys ocsp.KeySource
 	n    atomic.Int64
+	down atomic.Bool // the key manager fails, as an HSM that went away
 }
 
+var errKeysDown = errors.New("test: key manager unavailable")
+
 func (k *countingKeys) Signer(ctx context.Context, ref string) (crypto.Signer, error) {
+	if k.down.Load() {
+		return nil, errKeysDown
+	}
 	s, err := k.keys.Signer(ctx, ref)
 	if err != nil {
 		return nil, err
@@ -1011,5 +1017,31 @@ func TestCacheRevalidation(t *testing.T) {
 	stored, err := e.store.Response(ctx, ca.IssuingID, kept, ocsp.HashSHA1)
 	if err != nil || !bytes.Equal(later, stored.DER) {
 		t.Fatalf("not the re-signed stored response: %v", err)
+	}
+}
+
+// TestReady: /readyz's OCSP check passes with a valid signer whose key
+// loads, and fails when the key manager fails or the signer has expired.
+func TestReady(t *testing.T) {
+	e := newEnv(t, hsm.SM2, "", envConfig{})
+	ctx := context.Background()
+	if err := e.resp.Ready(ctx); err != nil {
+		t.Fatalf("fresh responder not ready: %v", err)
+	}
+	e.keys.down.Store(true)
+	if err := e.resp.Ready(ctx); !errors.Is(err, errKeysDown) {
+		t.Fatalf("key manager down: Ready = %v, want %v", err, errKeysDown)
+	}
+	e.keys.down.Store(false)
+	if err := e.resp.Ready(ctx); err != nil {
+		t.Fatalf("key manager back: %v", err)
+	}
+	rec, ok := e.resp.Signer(ca.IssuingID)
+	if !ok {
+		t.Fatal("no signer")
+	}
+	e.clock.Advance(rec.NotAfter.Sub(e.clock.Now()) + time.Second)
+	if err := e.resp.Ready(ctx); err == nil || !strings.Contains(err.Error(), "not now") {
+		t.Fatalf("expired signer: Ready = %v", err)
 	}
 }

@@ -216,14 +216,9 @@ func (o *OCSP) ReadyCheck(db *store.DB) func(ctx context.Context) error {
 			return err
 		}
 		if o.Responder.ReadOnly() {
-			return nil
+			return nil // it serves what others signed
 		}
-		for _, id := range o.Responder.CAIDs() {
-			if _, ok := o.Responder.Signer(id); !ok {
-				return fmt.Errorf("CA %s: %w", id, ocsp.ErrNoSigner)
-			}
-		}
-		return nil
+		return o.Responder.Ready(ctx)
 	}
 }
 

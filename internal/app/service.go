@@ -31,14 +31,6 @@ func (a *App) NewService(ctx context.Context, getenv func(string) string) (*Serv
 	if err != nil {
 		return nil, err
 	}
-	srv := api.New(acc.Deps(api.Deps{
-		Authority: a.Authority,
-		Ready:     a.ReadyChecks(),
-		Logger:    a.Logger,
-		Metrics:   a.Registry,
-		Now:       a.Now,
-	}, a.Store))
-	srv.MountAccess(acc.Admin)
 	ocspOpts, err := OCSPOptionsFromEnv(getenv)
 	if err != nil {
 		return nil, err
@@ -47,6 +39,16 @@ func (a *App) NewService(ctx context.Context, getenv func(string) string) (*Serv
 	if err != nil {
 		return nil, err
 	}
+	ready := a.ReadyChecks()
+	ready["ocsp"] = oc.Responder.Ready
+	srv := api.New(acc.Deps(api.Deps{
+		Authority: a.Authority,
+		Ready:     ready,
+		Logger:    a.Logger,
+		Metrics:   a.Registry,
+		Now:       a.Now,
+	}, a.Store))
+	srv.MountAccess(acc.Admin)
 	oc.Mount(srv.Router())
 	sealOpts, err := SealOptionsFromEnv(getenv)
 	if err != nil {
