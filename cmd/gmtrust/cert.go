@@ -127,7 +127,7 @@ func (g *globals) changeStatus(ctx context.Context, verb string, change func(con
 		return err
 	}
 	defer a.Close()
-	opts, err := app.OCSPOptionsFromEnv(os.Getenv)
+	opts, err := app.OCSPOptionsFromEnv(a.Config.Settings(os.Getenv))
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gmtrust/gmtrust/internal/app"
+	"github.com/gmtrust/gmtrust/internal/config"
 )
 
 func newOCSPCmd(g *globals) *cobra.Command {
@@ -42,7 +43,8 @@ available) it also signs on demand (nonces, unknown serials), pre-signs and
 renews the OCSP signing certificate; otherwise, or with --read-only, it serves
 stored responses only.
 
-Settings beyond the flags come from GMTRUST_OCSP_* variables (see README).`,
+Settings beyond the flags come from the ocsp: section of config.yaml and the
+GMTRUST_OCSP_* variables that override it (see README).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return serveOCSP(cmd.Context(), g, listen, database, readOnly)
@@ -55,7 +57,11 @@ Settings beyond the flags come from GMTRUST_OCSP_* variables (see README).`,
 }
 
 func serveOCSP(ctx context.Context, g *globals, listen, database string, readOnly bool) error {
-	opts, err := app.OCSPOptionsFromEnv(os.Getenv)
+	cfg, err := config.Load(g.dataDir, os.Getenv)
+	if err != nil {
+		return err
+	}
+	opts, err := app.OCSPOptionsFromEnv(cfg.Settings(os.Getenv))
 	if err != nil {
 		return err
 	}

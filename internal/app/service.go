@@ -25,8 +25,11 @@ type Service struct {
 }
 
 // NewService assembles the service of an opened instance; getenv gives
-// the GMTRUST_* settings that config.yaml does not have yet.
+// the GMTRUST_* settings, which override config.yaml's ocsp: and seal:
+// sections.
 func (a *App) NewService(ctx context.Context, getenv func(string) string) (*Service, error) {
+	// GMTRUST_OCSP_* and GMTRUST_SEAL_* fall back to config.yaml.
+	getenv = a.Config.Settings(getenv)
 	acc, err := a.NewAccessService(getenv)
 	if err != nil {
 		return nil, err

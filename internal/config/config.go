@@ -33,6 +33,59 @@ type Config struct {
 	CRL      CRL       `yaml:"crl"`
 	Profiles string    `yaml:"profiles_dir,omitempty"`
 	Log      LogConfig `yaml:"log"`
+	// OCSP and Seal are the responder's and the seal service's settings.
+	// Each has an environment variable that overrides it; Settings
+	// merges the two.
+	OCSP OCSPSettings `yaml:"ocsp,omitempty"`
+	Seal SealSettings `yaml:"seal,omitempty"`
+}
+
+// OCSPSettings are read by app.OCSPOptionsFromEnv, in the syntax of the
+// GMTRUST_OCSP_* variables named in the comments; empty means default.
+type OCSPSettings struct {
+	Hashes          string `yaml:"hashes,omitempty"`           // GMTRUST_OCSP_HASHES: sha1,sha256,sm3
+	Validity        string `yaml:"validity,omitempty"`         // GMTRUST_OCSP_VALIDITY: 24h
+	CacheEntries    string `yaml:"cache_entries,omitempty"`    // GMTRUST_OCSP_CACHE_ENTRIES: 100000
+	CacheMaxAge     string `yaml:"cache_max_age,omitempty"`    // GMTRUST_OCSP_CACHE_MAX_AGE: 60s
+	HTTPMaxAge      string `yaml:"http_max_age,omitempty"`     // GMTRUST_OCSP_HTTP_MAX_AGE: 1h
+	Presign         string `yaml:"presign,omitempty"`          // GMTRUST_OCSP_PRESIGN: on or off
+	PresignRate     string `yaml:"presign_rate,omitempty"`     // GMTRUST_OCSP_PRESIGN_RATE: 2000 (-1 unlimited)
+	PresignInterval string `yaml:"presign_interval,omitempty"` // GMTRUST_OCSP_PRESIGN_INTERVAL: 1m
+}
+
+// SealSettings are read by app.SealOptionsFromEnv, like OCSPSettings.
+type SealSettings struct {
+	ESIDPrefix string `yaml:"esid_prefix,omitempty"` // GMTRUST_SEAL_ESID_PREFIX
+	Vid        string `yaml:"vid,omitempty"`         // GMTRUST_SEAL_VID
+	StatusTTL  string `yaml:"status_ttl,omitempty"`  // GMTRUST_SEAL_STATUS_TTL: 5s
+}
+
+// Settings returns a lookup of GMTRUST_OCSP_* and GMTRUST_SEAL_* names
+// that answers from getenv when the variable is set and from the ocsp:
+// and seal: sections of config.yaml otherwise (any other name: getenv).
+func (c *Config) Settings(getenv func(string) string) func(string) string {
+	file := map[string]string{
+		"GMTRUST_OCSP_HASHES":           c.OCSP.Hashes,
+		"GMTRUST_OCSP_VALIDITY":         c.OCSP.Validity,
+		"GMTRUST_OCSP_CACHE_ENTRIES":    c.OCSP.CacheEntries,
+		"GMTRUST_OCSP_CACHE_MAX_AGE":    c.OCSP.CacheMaxAge,
+		"GMTRUST_OCSP_HTTP_MAX_AGE":     c.OCSP.HTTPMaxAge,
+		"GMTRUST_OCSP_PRESIGN":          c.OCSP.Presign,
+		"GMTRUST_OCSP_PRESIGN_RATE":     c.OCSP.PresignRate,
+		"GMTRUST_OCSP_PRESIGN_INTERVAL": c.OCSP.PresignInterval,
+		"GMTRUST_SEAL_ESID_PREFIX":      c.Seal.ESIDPrefix,
+		"GMTRUST_SEAL_VID":              c.Seal.Vid,
+		"GMTRUST_SEAL_STATUS_TTL":       c.Seal.StatusTTL,
+	}
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	return func(name string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return file[name]
+	}
 }
 
 // KMS selects the key manager backend.
