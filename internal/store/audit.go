@@ -94,24 +94,12 @@ func (d *DB) appendAudits(ctx context.Context, tx *sqlx.Tx, recs []auditRecord) 
 		}
 		return d.moveAuditHead(ctx, tx, &entries[len(entries)-1])
 	}
-	const perStmt = 100 // 1000 parameters per INSERT
-	for rest := entries; len(rest) > 0; {
-		chunk := rest[:min(len(rest), perStmt)]
-		rest = rest[len(chunk):]
-		var q strings.Builder
-		q.WriteString(`INSERT INTO audit_log (seq, at, principal, action, object, outcome, request_id, details, prev_hash, hash) VALUES `)
-		args := make([]any, 0, 10*len(chunk))
-		for i := range chunk {
-			if i > 0 {
-				q.WriteString(", ")
-			}
-			q.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-			e := &chunk[i]
-			args = append(args, e.Seq, e.Time.UnixNano(), e.Principal, e.Action, e.Object, e.Outcome, e.RequestID, e.Details, e.PrevHash, e.Hash)
-		}
-		if _, err := tx.ExecContext(ctx, d.Rebind(q.String()), args...); err != nil {
-			return fmt.Errorf("store: append audit entries: %w", err)
-		}
+	err = d.execMultiRow(ctx, tx, "audit_log", auditColumns, 10, len(entries), func(i int, args []any) []any {
+		e := &entries[i]
+		return append(args, e.Seq, e.Time.UnixNano(), e.Principal, e.Action, e.Object, e.Outcome, e.RequestID, e.Details, e.PrevHash, e.Hash)
+	})
+	if err != nil {
+		return fmt.Errorf("store: append audit entries: %w", err)
 	}
 	return d.moveAuditHead(ctx, tx, &entries[len(entries)-1])
 }

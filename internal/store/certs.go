@@ -207,26 +207,11 @@ func (d *DB) InsertCertificate(ctx context.Context, c *ca.Certificate) error {
 // insertCertRows inserts rows with multi-row INSERTs: one statement (one
 // round trip to PostgreSQL) for a whole batch instead of one per row.
 func (d *DB) insertCertRows(ctx context.Context, tx *sqlx.Tx, rows []*certRow) error {
-	const perStmt = 128 // 2048 parameters, far below either database's limit
-	for len(rows) > 0 {
-		chunk := rows[:min(len(rows), perStmt)]
-		rows = rows[len(chunk):]
-		var q strings.Builder
-		q.WriteString("INSERT INTO certificates (" + certColumns + ") VALUES ")
-		args := make([]any, 0, 16*len(chunk))
-		for i, r := range chunk {
-			if i > 0 {
-				q.WriteString(", ")
-			}
-			q.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-			args = append(args, r.CAID, r.Serial, r.Profile, r.Department, r.Subject, r.SANs, r.KeyAlgorithm,
-				r.NotBefore, r.NotAfter, r.Status, r.Reason, r.RevokedAt, r.InvalidityDate, r.DER, r.RequestedBy, r.CreatedAt)
-		}
-		if _, err := tx.ExecContext(ctx, d.Rebind(q.String()), args...); err != nil {
-			return err
-		}
-	}
-	return nil
+	return d.execMultiRow(ctx, tx, "certificates", certColumns, 16, len(rows), func(i int, args []any) []any {
+		r := rows[i]
+		return append(args, r.CAID, r.Serial, r.Profile, r.Department, r.Subject, r.SANs, r.KeyAlgorithm,
+			r.NotBefore, r.NotAfter, r.Status, r.Reason, r.RevokedAt, r.InvalidityDate, r.DER, r.RequestedBy, r.CreatedAt)
+	})
 }
 
 // InsertCertificateTx is InsertCertificate inside a transaction of InTx or

@@ -642,27 +642,12 @@ func (d *DB) recordStamps(ctx context.Context, tx *sqlx.Tx, reqs []*writeReq, mu
 // insertStampRows inserts stamps with multi-row INSERTs: one statement
 // (one round trip to PostgreSQL) for a batch instead of one per stamp.
 func (d *DB) insertStampRows(ctx context.Context, tx *sqlx.Tx, rows []*stampWrite) error {
-	const perStmt = 128 // 1152 parameters, far below either database's limit
-	for len(rows) > 0 {
-		chunk := rows[:min(len(rows), perStmt)]
-		rows = rows[len(chunk):]
-		var q strings.Builder
-		q.WriteString("INSERT INTO stamps (" + stampColumns + ") VALUES ")
-		args := make([]any, 0, 9*len(chunk))
-		for i, sw := range chunk {
-			if i > 0 {
-				q.WriteString(", ")
-			}
-			q.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?)")
-			s := sw.s
-			args = append(args, s.ID, s.SealID, s.Principal, unixSec(s.At), s.DataHash,
-				s.PropertyInfo, s.ApprovalRef, s.Signature, s.CreatedAt.UnixNano())
-		}
-		if _, err := tx.ExecContext(ctx, d.Rebind(q.String()), args...); err != nil {
-			return mapInsertErr(err, "stamps", ErrDuplicate)
-		}
-	}
-	return nil
+	err := d.execMultiRow(ctx, tx, "stamps", stampColumns, 9, len(rows), func(i int, args []any) []any {
+		s := rows[i].s
+		return append(args, s.ID, s.SealID, s.Principal, unixSec(s.At), s.DataHash,
+			s.PropertyInfo, s.ApprovalRef, s.Signature, s.CreatedAt.UnixNano())
+	})
+	return mapInsertErr(err, "stamps", ErrDuplicate)
 }
 
 // Stamps lists a seal's stamps newest first, all or one principal's, and
