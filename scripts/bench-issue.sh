@@ -32,15 +32,8 @@ PG=${BENCH_POSTGRES:-${GMTRUST_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432
 GMTRUST=$ROOT/bin/gmtrust
 LUA=$ROOT/scripts/issue-post.lua
 
-# install PROGRAM PACKAGE -- installs the Debian package when the program
-# is missing (CI and fresh machines run as root).
-install() {
-	command -v "$1" >/dev/null && return 0
-	echo "installing $2"
-	local sudo=""
-	[ "$(id -u)" -eq 0 ] || sudo=sudo
-	$sudo apt-get install -y "$2" >/dev/null 2>&1 || { $sudo apt-get update >/dev/null && $sudo apt-get install -y "$2" >/dev/null; }
-}
+# shellcheck source=scripts/bench-lib.sh
+. "$ROOT/scripts/bench-lib.sh"
 install wrk wrk
 [[ $DBS == *postgres* ]] && install psql postgresql-client
 for tool in wrk curl psql; do
@@ -65,20 +58,9 @@ go run ./internal/cmd/issuebench -n 256 -alg sm2 -out "$WORK/bodies.txt"
 export GMTRUST_KEY_PASSPHRASE=issue-bench-passphrase
 SRV=http://127.0.0.1:$PORT
 
-field() { sed -E "s/.* $2=([0-9.]+).*/\1/" <<<"$1"; }
-
 issued() {
 	curl -s -H "Authorization: Bearer $1" "$SRV/metrics" |
 		awk '/^gmtrust_certificates_issued_total/ { n += $2 } END { printf "%d\n", n }'
-}
-
-wait_http() {
-	for _ in $(seq 200); do
-		curl -sf -o /dev/null "$1" && return 0
-		sleep 0.1
-	done
-	echo "bench-issue: $1 did not come up" >&2
-	return 1
 }
 
 echo "nproc $(nproc), wrk -t$THREADS, $DUR per run"

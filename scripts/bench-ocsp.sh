@@ -49,12 +49,9 @@ PORT=${OCSP_BENCH_PORT:-28480}
 GMTRUST=$ROOT/bin/gmtrust
 LUA=$ROOT/scripts/ocsp-post.lua
 
-if ! command -v wrk >/dev/null; then
-	echo "installing wrk"
-	SUDO=""
-	[ "$(id -u)" -eq 0 ] || SUDO=sudo
-	$SUDO apt-get install -y wrk >/dev/null 2>&1 || { $SUDO apt-get update >/dev/null && $SUDO apt-get install -y wrk >/dev/null; }
-fi
+# shellcheck source=scripts/bench-lib.sh
+. "$ROOT/scripts/bench-lib.sh"
+install wrk wrk
 for tool in wrk openssl unshare ip curl; do
 	command -v "$tool" >/dev/null || { echo "bench-ocsp: $tool is required" >&2; exit 1; }
 done
@@ -82,9 +79,6 @@ export GMTRUST_KEY_PASSPHRASE=ocsp-bench-passphrase
 RESULTS=$WORK/results.txt
 : >"$RESULTS"
 : >"$WORK/cache.txt"
-
-# parse LINE FIELD -- a field of a RESULT line printed by ocsp-post.lua.
-field() { sed -E "s/.* $2=([0-9.]+).*/\1/" <<<"$1"; }
 
 # record LABEL ROUND RESULT_LINE -- prints a run and appends
 # "LABEL ROUND rps p50_ms p99_ms errors" to $RESULTS.
@@ -116,15 +110,6 @@ warm() {
 	. "$2/records.env"
 	OCSP_BENCH_MODE=warm OCSP_BENCH_DIR=$2 OCSP_BENCH_RECORD=$POST_RECORD OCSP_BENCH_THREADS=$THREADS \
 		wrk -t"$THREADS" -c"$CONNS" -d"$3" -s "$LUA" "$1" >/dev/null
-}
-
-wait_http() {
-	for _ in $(seq 200); do
-		curl -sf -o /dev/null "$1" && return 0
-		sleep 0.1
-	done
-	echo "bench-ocsp: $1 did not come up" >&2
-	return 1
 }
 
 # cache_counts URL TOKEN -- "hits revalidated misses" of the responder's
