@@ -257,33 +257,6 @@ func TestHSMHierarchy(t *testing.T) {
 	}
 }
 
-// checkECDSAWithOpenSSL verifies every leaf's chain in one call, then
-// revocation with -crl_check and -crl_check_all, as TestOpenSSLInterop
-// does for software keys.
-func checkECDSAWithOpenSSL(t *testing.T, o *openssl, revokedSerial, goodSerial string) {
-	t.Helper()
-	for _, kind := range []string{"sm2", "ecdsa", "rsa"} {
-		out := o.must("verify", "-no-CApath", "-no-CAstore", "-CAfile", "root.pem", "-untrusted", "issuing.pem", kind+".pem")
-		if !strings.Contains(out, kind+".pem: OK") {
-			t.Errorf("openssl verify %s: %s", kind, out)
-		}
-	}
-	for _, mode := range [][]string{{"-crl_check"}, {"-crl_check_all", "-CRLfile", "root-crl.pem"}} {
-		crlCheck := append([]string{"verify", "-no-CApath", "-no-CAstore", "-CRLfile", "crl.pem", "-CAfile", "root.pem", "-untrusted", "issuing.pem"}, mode...)
-		if out := o.must(append(crlCheck, "ecdsa.pem")...); !strings.Contains(out, "ecdsa.pem: OK") {
-			t.Errorf("openssl verify %s of a good leaf: %s", mode[0], out)
-		}
-		out, err := o.run(append(crlCheck, "rsa.pem")...)
-		if err == nil || !strings.Contains(out, "certificate revoked") {
-			t.Errorf("openssl verify %s of a revoked leaf: %v\n%s", mode[0], err, out)
-		}
-	}
-	listed := crlSerials(t, o.must("crl", "-inform", "DER", "-in", "crl.der", "-noout", "-text"))
-	if !listed[revokedSerial] || listed[goodSerial] {
-		t.Errorf("CRL lists %v; want %s and not %s", listed, revokedSerial, goodSerial)
-	}
-}
-
 // checkOCSPWithOpenSSL asks the running server about the good (ecdsa.pem)
 // and the revoked (rsa.pem) leaf with `openssl ocsp`, as the OCSP interop
 // tests do: OpenSSL verifies ECDSA responses itself; for SM2 (which

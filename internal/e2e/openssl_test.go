@@ -125,28 +125,39 @@ func TestOpenSSLInterop(t *testing.T) {
 				checkSM2WithOpenSSL(t, o, revoked.Serial, good.Serial)
 				return
 			}
-			for kind := range leaves {
-				out := o.must("verify", "-no-CApath", "-no-CAstore", "-CAfile", "root.pem", "-untrusted", "issuing.pem", kind+".pem")
-				if !strings.Contains(out, kind+".pem: OK") {
-					t.Errorf("openssl verify %s: %s", kind, out)
-				}
-			}
-			// -crl_check checks the leaf against the issuing CA's CRL;
-			// -crl_check_all also the issuing CA against the root's.
-			for _, mode := range [][]string{{"-crl_check"}, {"-crl_check_all", "-CRLfile", "root-crl.pem"}} {
-				crlCheck := append([]string{"verify", "-no-CApath", "-no-CAstore", "-CRLfile", "crl.pem", "-CAfile", "root.pem", "-untrusted", "issuing.pem"}, mode...)
-				// The good leaf passes, which proves OpenSSL accepted the
-				// CRLs (signature, issuer, times)...
-				if out := o.must(append(crlCheck, "ecdsa.pem")...); !strings.Contains(out, "ecdsa.pem: OK") {
-					t.Errorf("openssl verify %s of a good leaf: %s", mode[0], out)
-				}
-				// ...so the revoked one fails for the right reason.
-				out, err := o.run(append(crlCheck, "rsa.pem")...)
-				if err == nil || !strings.Contains(out, "certificate revoked") {
-					t.Errorf("openssl verify %s of a revoked leaf: %v\n%s", mode[0], err, out)
-				}
-			}
+			checkECDSAWithOpenSSL(t, o, revoked.Serial, good.Serial)
 		})
+	}
+}
+
+// checkECDSAWithOpenSSL verifies the chain of every leaf (sm2.pem,
+// ecdsa.pem, rsa.pem) under an ECDSA or RSA CA in one call each, then
+// revocation with -crl_check (the leaf against the issuing CA's CRL) and
+// -crl_check_all (also the issuing CA against the root's): the good leaf
+// (ecdsa.pem) must pass, which proves OpenSSL accepted the CRLs
+// (signature, issuer, times), so the revoked one (rsa.pem) fails for the
+// right reason. The CRL must list the revoked serial and not the good one.
+func checkECDSAWithOpenSSL(t *testing.T, o *openssl, revokedSerial, goodSerial string) {
+	t.Helper()
+	for _, kind := range []string{"sm2", "ecdsa", "rsa"} {
+		out := o.must("verify", "-no-CApath", "-no-CAstore", "-CAfile", "root.pem", "-untrusted", "issuing.pem", kind+".pem")
+		if !strings.Contains(out, kind+".pem: OK") {
+			t.Errorf("openssl verify %s: %s", kind, out)
+		}
+	}
+	for _, mode := range [][]string{{"-crl_check"}, {"-crl_check_all", "-CRLfile", "root-crl.pem"}} {
+		crlCheck := append([]string{"verify", "-no-CApath", "-no-CAstore", "-CRLfile", "crl.pem", "-CAfile", "root.pem", "-untrusted", "issuing.pem"}, mode...)
+		if out := o.must(append(crlCheck, "ecdsa.pem")...); !strings.Contains(out, "ecdsa.pem: OK") {
+			t.Errorf("openssl verify %s of a good leaf: %s", mode[0], out)
+		}
+		out, err := o.run(append(crlCheck, "rsa.pem")...)
+		if err == nil || !strings.Contains(out, "certificate revoked") {
+			t.Errorf("openssl verify %s of a revoked leaf: %v\n%s", mode[0], err, out)
+		}
+	}
+	listed := crlSerials(t, o.must("crl", "-inform", "DER", "-in", "crl.der", "-noout", "-text"))
+	if !listed[revokedSerial] || listed[goodSerial] {
+		t.Errorf("CRL lists %v; want %s and not %s", listed, revokedSerial, goodSerial)
 	}
 }
 
