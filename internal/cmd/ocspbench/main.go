@@ -14,7 +14,7 @@
 //	    serves one fixed response to every request: the ceiling of what a
 //	    Go net/http responder can do on the machine.
 //
-//	ocspbench profile -data-dir DIR -listen ADDR -cpuprofile FILE [-after 2s -for 10s]
+//	ocspbench profile -data-dir DIR -listen ADDR -cpuprofile FILE [-trace FILE] [-after 2s -for 10s]
 //	    serves the instance wired exactly as `gmtrust serve` wires it and
 //	    writes a CPU profile of the given window, to find what the
 //	    responder's hot path costs under wrk.
@@ -46,6 +46,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -376,6 +377,7 @@ func profile(args []string) error {
 	dir := fs.String("data-dir", "", "initialised instance")
 	listen := fs.String("listen", "127.0.0.1:0", "listen address")
 	out := fs.String("cpuprofile", "cpu.pprof", "CPU profile to write")
+	traceOut := fs.String("trace", "", "also write an execution trace of the window (go tool trace)")
 	after := fs.Duration("after", 2*time.Second, "start profiling this long after serving")
 	window := fs.Duration("for", 10*time.Second, "profile this long, then exit")
 	_ = fs.Parse(args)
@@ -423,6 +425,17 @@ func profile(args []string) error {
 	defer f.Close()
 	if err := pprof.StartCPUProfile(f); err != nil {
 		return err
+	}
+	if *traceOut != "" {
+		tf, err := os.Create(*traceOut)
+		if err != nil {
+			return err
+		}
+		defer tf.Close()
+		if err := trace.Start(tf); err != nil {
+			return err
+		}
+		defer trace.Stop()
 	}
 	time.Sleep(*window)
 	pprof.StopCPUProfile()
