@@ -214,14 +214,9 @@ func TestHSMHierarchy(t *testing.T) {
 				}
 			}
 			revoked, good := leaves["rsa"], leaves["ecdsa"]
-			in.api(http.MethodPost, "/api/v1/certificates/"+revoked.Serial+"/revoke", map[string]string{"reason": "keyCompromise"}, http.StatusOK, nil)
 			// The CLI signs the CRL through its own session pool while the
 			// server holds its own: two processes on one token.
-			in.must("crl", "generate", "--ca", "issuing")
-			o.write("crl.der", fetchCRL(t, in, "issuing"))
-			o.must("crl", "-inform", "DER", "-in", "crl.der", "-out", "crl.pem")
-			o.write("root-crl.der", fetchCRL(t, in, "root"))
-			o.must("crl", "-inform", "DER", "-in", "root-crl.der", "-out", "root-crl.pem")
+			revokeAndFetchCRLs(t, in, o, revoked.Serial)
 			tc.checkSSL(t, o, revoked.Serial, good.Serial)
 			// OCSP responses, signed by the delegated responder key on the
 			// token, both on demand (nonce) and pre-signed (no nonce).

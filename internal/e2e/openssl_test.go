@@ -114,12 +114,7 @@ func TestOpenSSLInterop(t *testing.T) {
 			// Revoke one leaf and have the CRL regenerated (by the CLI, so
 			// the test need not wait for the server's background run).
 			revoked, good := leaves["rsa"], leaves["ecdsa"]
-			in.api(http.MethodPost, "/api/v1/certificates/"+revoked.Serial+"/revoke", map[string]string{"reason": "keyCompromise"}, http.StatusOK, nil)
-			in.must("crl", "generate", "--ca", "issuing")
-			o.write("crl.der", fetchCRL(t, in, "issuing"))
-			o.must("crl", "-inform", "DER", "-in", "crl.der", "-out", "crl.pem")
-			o.write("root-crl.der", fetchCRL(t, in, "root"))
-			o.must("crl", "-inform", "DER", "-in", "root-crl.der", "-out", "root-crl.pem")
+			revokeAndFetchCRLs(t, in, o, revoked.Serial)
 
 			if alg == "sm2" {
 				checkSM2WithOpenSSL(t, o, revoked.Serial, good.Serial)
@@ -128,6 +123,19 @@ func TestOpenSSLInterop(t *testing.T) {
 			checkECDSAWithOpenSSL(t, o, revoked.Serial, good.Serial)
 		})
 	}
+}
+
+// revokeAndFetchCRLs revokes serial (keyCompromise) through the API,
+// regenerates the issuing CA's CRL with the CLI, and writes both CRLs
+// for OpenSSL: crl.der/crl.pem (issuing CA) and root-crl.der/root-crl.pem.
+func revokeAndFetchCRLs(t *testing.T, in *instance, o *openssl, serial string) {
+	t.Helper()
+	in.api(http.MethodPost, "/api/v1/certificates/"+serial+"/revoke", map[string]string{"reason": "keyCompromise"}, http.StatusOK, nil)
+	in.must("crl", "generate", "--ca", "issuing")
+	o.write("crl.der", fetchCRL(t, in, "issuing"))
+	o.must("crl", "-inform", "DER", "-in", "crl.der", "-out", "crl.pem")
+	o.write("root-crl.der", fetchCRL(t, in, "root"))
+	o.must("crl", "-inform", "DER", "-in", "root-crl.der", "-out", "root-crl.pem")
 }
 
 // checkECDSAWithOpenSSL verifies the chain of every leaf (sm2.pem,
