@@ -51,6 +51,16 @@ func (d *DB) appendAudits(ctx context.Context, tx *sqlx.Tx, recs []auditRecord) 
 	if err != nil {
 		return err
 	}
+	return d.appendAuditsAt(ctx, tx, head, recs)
+}
+
+// appendAuditsAt is appendAudits for a transaction that already holds the
+// audit head (lockAuditHead) and has not moved it since: it saves reading
+// and locking the head a second time, a round trip on PostgreSQL.
+func (d *DB) appendAuditsAt(ctx context.Context, tx *sqlx.Tx, head audit.Head, recs []auditRecord) error {
+	if len(recs) == 0 {
+		return nil
+	}
 	prev := head.Hash
 	if head.Seq == 0 {
 		prev = audit.GenesisHash()
@@ -94,7 +104,7 @@ func (d *DB) appendAudits(ctx context.Context, tx *sqlx.Tx, recs []auditRecord) 
 		}
 		return d.moveAuditHead(ctx, tx, &entries[len(entries)-1])
 	}
-	err = d.execMultiRow(ctx, tx, "audit_log", auditColumns, 10, len(entries), func(i int, args []any) []any {
+	err := d.execMultiRow(ctx, tx, "audit_log", auditColumns, 10, len(entries), func(i int, args []any) []any {
 		e := &entries[i]
 		return append(args, e.Seq, e.Time.UnixNano(), e.Principal, e.Action, e.Object, e.Outcome, e.RequestID, e.Details, e.PrevHash, e.Hash)
 	})

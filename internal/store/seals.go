@@ -561,10 +561,13 @@ func (reg *Seals) InsertStamp(ctx context.Context, s *seal.StampRecord) error {
 		// check locks. SQLite has no row locks to order (its write
 		// transactions exclude each other), and this is the hot path: it
 		// reads the head once, when appending.
+		var head *audit.Head
 		if d.dialect == DialectPostgres {
-			if _, err := d.lockAuditHead(ctx, tx); err != nil {
+			h, err := d.lockAuditHead(ctx, tx)
+			if err != nil {
 				return err
 			}
+			head = &h
 		}
 		refused, err := reg.checkStampTx(ctx, tx, s.SealID, s.Principal)
 		if err != nil {
@@ -577,7 +580,11 @@ func (reg *Seals) InsertStamp(ctx context.Context, s *seal.StampRecord) error {
 		if err := reg.execInsertStamp(ctx, tx, s); err != nil {
 			return err
 		}
-		return d.appendAudits(ctx, tx, []auditRecord{stampAudit(ctx, s)})
+		recs := []auditRecord{stampAudit(ctx, s)}
+		if head != nil {
+			return d.appendAuditsAt(ctx, tx, *head, recs)
+		}
+		return d.appendAudits(ctx, tx, recs)
 	}})
 	if err != nil {
 		return err
@@ -596,13 +603,18 @@ func (reg *Seals) InsertStamp(ctx context.Context, s *seal.StampRecord) error {
 // one; the rows go in with multi-row INSERTs on PostgreSQL (multiRow) and
 // with the prepared single-row insert on SQLite. A refused stamp is
 // marked so and written nowhere; an error fails the whole call, and the
-// writer then runs each stamp's own write to find the culprit.
-func (d *DB) recordStamps(ctx context.Context, tx *sqlx.Tx, reqs []*writeReq, multiRow bool) ([]auditRecord, error) {
+// writer then runs each stamp's own write to find the culprit. On
+// PostgreSQL it also returns the audit head it locked, for the caller's
+// appendAuditsAt; nil on SQLite.
+func (d *DB) recordStamps(ctx context.Context, tx *sqlx.Tx, reqs []*writeReq, multiRow bool) ([]auditRecord, *audit.Head, error) {
+	var head *audit.Head
 	if d.dialect == DialectPostgres {
 		// Audited: the head lock before the rows the checks lock.
-		if _, err := d.lockAuditHead(ctx, tx); err != nil {
-			return nil, err
+		h, err := d.lockAuditHead(ctx, tx)
+		if err != nil {
+			return nil, nil, err
 		}
+		head = &h
 	}
 	type pair struct{ sealID, principal string }
 	verdicts := make(map[pair]string, 1)
@@ -615,7 +627,7 @@ func (d *DB) recordStamps(ctx context.Context, tx *sqlx.Tx, reqs []*writeReq, mu
 		if !ok {
 			var err error
 			if refused, err = sw.reg.checkStampTx(ctx, tx, k.sealID, k.principal); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			verdicts[k] = refused
 		}
@@ -627,16 +639,16 @@ func (d *DB) recordStamps(ctx context.Context, tx *sqlx.Tx, reqs []*writeReq, mu
 	}
 	if multiRow {
 		if err := d.insertStampRows(ctx, tx, accepted); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return audits, nil
+		return audits, head, nil
 	}
 	for _, sw := range accepted {
 		if err := sw.reg.execInsertStamp(ctx, tx, sw.s); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return audits, nil
+	return audits, head, nil
 }
 
 // insertStampRows inserts stamps with multi-row INSERTs: one statement

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 
 	"github.com/jmoiron/sqlx"
+
+	"github.com/gmtrust/gmtrust/internal/audit"
 )
 
 // WriteFunc is one write of a group commit. It runs inside a transaction
@@ -301,8 +303,9 @@ func (w *writer) runBulk(ctx context.Context, tx *sqlx.Tx, reqs []*writeReq) (ce
 	}
 	certBulk, stampBulk = len(certs) >= bulkMin, len(stamps) >= bulkMin
 	var audits []auditRecord
+	var head *audit.Head // the audit head, when the stamps locked it
 	if stampBulk {
-		if audits, err = w.d.recordStamps(ctx, tx, stamps, w.multiRow); err != nil {
+		if audits, head, err = w.d.recordStamps(ctx, tx, stamps, w.multiRow); err != nil {
 			return false, false, err
 		}
 	}
@@ -317,7 +320,12 @@ func (w *writer) runBulk(ctx context.Context, tx *sqlx.Tx, reqs []*writeReq) (ce
 		}
 	}
 	// The entries go in the order of the rows, in the same transaction.
-	if err := w.d.appendAudits(ctx, tx, audits); err != nil {
+	if head != nil {
+		err = w.d.appendAuditsAt(ctx, tx, *head, audits)
+	} else {
+		err = w.d.appendAudits(ctx, tx, audits)
+	}
+	if err != nil {
 		return false, false, err
 	}
 	return certBulk, stampBulk, nil
