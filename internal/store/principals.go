@@ -462,9 +462,7 @@ func (d *DB) Tokens(ctx context.Context, principal string) ([]Token, error) {
 	for i, r := range rows {
 		out[i] = Token{ID: r.ID, Principal: r.Principal, Hash: r.Hash, CreatedAt: fromUnixNano(r.CreatedAt),
 			ExpiresAt: fromUnixNano(r.ExpiresAt), LastUsedAt: fromUnixNano(r.LastUsedAt), RevokedAt: fromUnixNano(r.RevokedAt)}
-		if at, ok := d.touch.pendingAt(r.ID); ok && at.After(out[i].LastUsedAt) {
-			out[i].LastUsedAt = at
-		}
+		d.withPendingUse(&out[i])
 	}
 	return out, nil
 }
@@ -565,8 +563,6 @@ func (d *DB) tokenPrincipal(ctx context.Context, hash []byte) (*Token, *Principa
 	if t == nil {
 		return nil, nil, fmt.Errorf("store: token: %w", ca.ErrNotFound)
 	}
-	if at, ok := d.touch.pendingAt(t.ID); ok && at.After(t.LastUsedAt) {
-		t.LastUsedAt = at
-	}
+	d.withPendingUse(t)
 	return t, p, nil
 }

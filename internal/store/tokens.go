@@ -106,9 +106,7 @@ func (d *DB) TokenByHash(ctx context.Context, hash []byte) (*Token, error) {
 		ID: r.ID, Principal: r.Principal, Hash: r.Hash, CreatedAt: fromUnixNano(r.CreatedAt),
 		ExpiresAt: fromUnixNano(r.ExpiresAt), LastUsedAt: fromUnixNano(r.LastUsedAt), RevokedAt: fromUnixNano(r.RevokedAt),
 	}
-	if at, ok := d.touch.pendingAt(t.ID); ok && at.After(t.LastUsedAt) {
-		t.LastUsedAt = at
-	}
+	d.withPendingUse(t)
 	return t, nil
 }
 
