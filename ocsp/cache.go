@@ -46,6 +46,12 @@ type entry struct {
 	// the certificate's status is enough to keep it.
 	expires         time.Time
 	revalidateUntil time.Time
+	// refreshAt, some time before expires, is when a hit asks the
+	// background refresher (RunRefresher) to confirm the entry, so that
+	// entries in use are renewed before the request path has to wait
+	// for the store; queued marks it asked.
+	refreshAt time.Time
+	queued    atomic.Bool
 	// httpMaxAge caps Cache-Control max-age (shorter for "unknown").
 	httpMaxAge time.Duration
 	etag       string
@@ -59,13 +65,14 @@ type entry struct {
 	slot int // position in the shard's CLOCK ring
 }
 
-// newEntry makes a cache entry for a signed response.
-func (r *Responder) newEntry(der []byte, status Status, reason int, revokedAt, thisUpdate, nextUpdate, expires time.Time, httpMaxAge time.Duration) *entry {
+// newEntry makes a cache entry for a signed response, cached at now.
+func (r *Responder) newEntry(der []byte, status Status, reason int, revokedAt, thisUpdate, nextUpdate, now time.Time, httpMaxAge time.Duration) *entry {
 	sum := sha256.Sum256(der)
 	etag := `"` + hex.EncodeToString(sum[:8]) + `"`
+	refreshAt, expires := r.cacheExpiry(now, status)
 	e := &entry{
 		der: der, status: status, reason: reason, revokedAt: revokedAt,
-		thisUpdate: thisUpdate, nextUpdate: nextUpdate, expires: expires, httpMaxAge: httpMaxAge,
+		thisUpdate: thisUpdate, nextUpdate: nextUpdate, expires: expires, refreshAt: refreshAt, httpMaxAge: httpMaxAge,
 		etag:            etag,
 		hdrETag:         []string{etag},
 		hdrLastModified: []string{thisUpdate.UTC().Format(http.TimeFormat)},
@@ -79,12 +86,14 @@ func (r *Responder) newEntry(der []byte, status Status, reason int, revokedAt, t
 	return e
 }
 
-// renewed returns a copy of e that the cache serves until expires. The
-// formatted headers are shared: they never change.
-func (e *entry) renewed(expires time.Time) *entry {
+// renewed returns a copy of e whose cache age starts again at now, once
+// the store confirmed its status. The formatted headers are shared: they
+// never change.
+func (r *Responder) renewed(e *entry, now time.Time) *entry {
+	refreshAt, expires := r.cacheExpiry(now, e.status)
 	return &entry{
 		der: e.der, status: e.status, reason: e.reason, revokedAt: e.revokedAt,
-		thisUpdate: e.thisUpdate, nextUpdate: e.nextUpdate, expires: expires, revalidateUntil: e.revalidateUntil,
+		thisUpdate: e.thisUpdate, nextUpdate: e.nextUpdate, expires: expires, refreshAt: refreshAt, revalidateUntil: e.revalidateUntil,
 		httpMaxAge: e.httpMaxAge, etag: e.etag,
 		hdrETag: e.hdrETag, hdrLastModified: e.hdrLastModified, hdrExpires: e.hdrExpires, hdrLength: e.hdrLength,
 		hdrCacheControl: e.hdrCacheControl,
@@ -188,6 +197,23 @@ func (c *cache) add(key []byte, e *entry, gen uint64) bool {
 	e.slot = s.hand
 	s.m[k] = e
 	s.hand = (s.hand + 1) % len(s.ring)
+	return true
+}
+
+// replace stores e under key in place of old, which must still be the
+// entry there: an entry evicted (a revocation) or replaced meanwhile is
+// left alone. It reports whether it stored.
+func (c *cache) replace(key []byte, old, e *entry) bool {
+	s := c.shard(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := string(key)
+	if s.m[k] != old {
+		return false
+	}
+	e.slot = old.slot
+	e.ref.Store(old.ref.Load())
+	s.m[k] = e
 	return true
 }
 

@@ -38,8 +38,11 @@ import (
 // re-signed responses commit (milliseconds); should a notice be lost (the
 // LISTEN connection drops), the whole cache is flushed on reconnect and no
 // cached entry is served longer than Config.CacheMaxAge (60 s by default)
-// without re-reading the store. A stored response is served only while its
-// recorded status still matches the certificates table.
+// without re-reading the store. Entries in use are re-read in the
+// background, in batches, before that age runs out (RunRefresher,
+// refresh.go), so the request path rarely waits for the store. A stored
+// response is served only while its recorded status still matches the
+// certificates table.
 //
 // Expired certificates are answered with their last status (good or
 // revoked), as RFC 6960 section 2.2 allows: the CA keeps their rows, and a
@@ -167,6 +170,10 @@ type SignFunc func(ctx context.Context, certs []CertStatus) ([]StoredResponse, e
 type ResponseStore interface {
 	// CertificateStatus returns a certificate's revocation state.
 	CertificateStatus(ctx context.Context, caID, serial string) (CertStatus, error)
+	// CertificateStatuses returns the revocation states of several
+	// certificates of one CA (at most a few hundred), keyed by serial;
+	// serials the CA never issued are absent.
+	CertificateStatuses(ctx context.Context, caID string, serials []string) (map[string]CertStatus, error)
 	// Response returns the stored response for a certificate and hash, but
 	// only while the status it was signed for is still the certificate's.
 	Response(ctx context.Context, caID, serial string, h HashAlg) (*StoredResponse, error)
@@ -325,6 +332,11 @@ type Responder struct {
 
 	// reloadMu serialises signer reloads and renewals in this process.
 	reloadMu sync.Mutex
+
+	// refreshQ holds cache entries for RunRefresher; refreshOn is set
+	// while it runs (see refresh.go).
+	refreshQ  chan refreshJob
+	refreshOn atomic.Bool
 }
 
 // New builds a responder and loads the current signer of every CA.
@@ -344,7 +356,7 @@ func New(ctx context.Context, cfg Config, d Deps) (*Responder, error) {
 	r := &Responder{
 		cfg: cfg, store: d.Store, signers: d.Signers, keys: d.Keys, renewer: d.Renewer, locker: d.Locker,
 		now: d.Now, log: d.Logger, metrics: newMetrics(d.Metrics),
-		cache: newCache(cfg.CacheEntries),
+		cache: newCache(cfg.CacheEntries), refreshQ: make(chan refreshJob, refreshQueue),
 	}
 	if r.now == nil {
 		r.now = time.Now
@@ -691,6 +703,9 @@ func (r *Responder) resolve(ctx context.Context, iss *issuerState, id *CertID, w
 	cached := r.cache.get(key)
 	if cached != nil && usable && now.Before(cached.expires) && now.Before(cached.nextUpdate) {
 		r.metrics.cacheHit.Inc()
+		if !now.Before(cached.refreshAt) {
+			r.queueRefresh(iss, key, cached)
+		}
 		return cached, nil
 	}
 	gen := r.cache.generation(key)
@@ -716,7 +731,7 @@ func (r *Responder) resolve(ctx context.Context, iss *issuerState, id *CertID, w
 		}
 		if same {
 			r.metrics.cacheRevalidated.Inc()
-			e := cached.renewed(r.cacheExpiry(now, cached.status))
+			e := r.renewed(cached, now)
 			if canonical {
 				r.cache.add(key, e, gen)
 			}
@@ -740,8 +755,7 @@ func (r *Responder) resolve(ctx context.Context, iss *issuerState, id *CertID, w
 		sr, err := r.store.Response(ctx, iss.id, serial, id.HashAlgorithm)
 		switch {
 		case err == nil && now.Before(sr.NextUpdate):
-			status, reason, revokedAt := certStatus(CertStatus{Status: sr.Status, Reason: sr.Reason, RevokedAt: sr.RevokedAt})
-			e := r.newEntry(sr.DER, status, reason, revokedAt, sr.ThisUpdate, sr.NextUpdate, r.cacheExpiry(now, status), r.cfg.HTTPMaxAge)
+			e := r.storedEntry(sr, now)
 			if canonical {
 				r.cache.add(key, e, gen)
 			}
@@ -779,24 +793,34 @@ func (r *Responder) resolve(ctx context.Context, iss *issuerState, id *CertID, w
 	if status == Unknown {
 		httpMax = r.cfg.NegativeMaxAge
 	}
-	e := r.newEntry(der, status, reason, revokedAt, thisUpdate, nextUpdate, r.cacheExpiry(now, status), httpMax)
+	e := r.newEntry(der, status, reason, revokedAt, thisUpdate, nextUpdate, now, httpMax)
 	if canonical {
 		r.cache.add(key, e, gen)
 	}
 	return e, nil
 }
 
-// cacheExpiry is when an entry cached at now stops being served without
-// asking the store: CacheMaxAge (NegativeMaxAge for "unknown", so garbage
-// serials cost one lookup per NegativeMaxAge and an unknown answer is
-// never kept long), less a random part of up to a quarter so that entries
-// filled together (after a restart) are not all refreshed together.
-func (r *Responder) cacheExpiry(now time.Time, s Status) time.Time {
+// storedEntry makes the cache entry of a pre-signed response read at now.
+func (r *Responder) storedEntry(sr *StoredResponse, now time.Time) *entry {
+	status, reason, revokedAt := certStatus(CertStatus{Status: sr.Status, Reason: sr.Reason, RevokedAt: sr.RevokedAt})
+	return r.newEntry(sr.DER, status, reason, revokedAt, sr.ThisUpdate, sr.NextUpdate, now, r.cfg.HTTPMaxAge)
+}
+
+// cacheExpiry returns when an entry cached at now stops being served
+// without asking the store (expires) and when a hit asks the background
+// refresher to renew it (refreshAt). expires is CacheMaxAge away
+// (NegativeMaxAge for "unknown", so garbage serials cost one lookup per
+// NegativeMaxAge and an unknown answer is never kept long), less a random
+// part of up to a quarter so that entries filled together (after a
+// restart) are not all refreshed together; refreshAt is a quarter of the
+// age before expires.
+func (r *Responder) cacheExpiry(now time.Time, s Status) (refreshAt, expires time.Time) {
 	age := r.cfg.CacheMaxAge
 	if s == Unknown {
 		age = r.cfg.NegativeMaxAge
 	}
-	return now.Add(age - time.Duration(rand.Int64N(int64(age/4)+1)))
+	expires = now.Add(age - time.Duration(rand.Int64N(int64(age/4)+1)))
+	return expires.Add(-age / 4), expires
 }
 
 // window returns thisUpdate and nextUpdate of a response signed at now by
@@ -1130,6 +1154,7 @@ type metrics struct {
 	// cacheRevalidated counts entries past their cache age kept after
 	// the store confirmed their certificate's status.
 	cacheRevalidated prometheus.Counter
+	refreshes        [refreshResultCount]prometheus.Counter
 	signSeconds      [signKindCount]prometheus.Observer
 	presigned        prometheus.Counter
 	presignErrs      prometheus.Counter
@@ -1142,6 +1167,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}, []string{"method", "outcome"})
 	cache := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gmtrust_ocsp_cache_lookups_total", Help: "OCSP response cache lookups: hit, revalidated (past its cache age, status confirmed by the store), miss, or stale (served past its cache age because the store failed).",
+	}, []string{"result"})
+	refreshes := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gmtrust_ocsp_cache_refreshes_total", Help: "Cached OCSP responses handled by the background refresher near their cache age: renewed (status confirmed), reloaded (re-signed response), changed (status changed, evicted), failed (store error) or dropped (queue full).",
 	}, []string{"result"})
 	sign := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "gmtrust_ocsp_sign_seconds", Help: "Time to build and sign one OCSP response, by kind (live, presign, revocation).",
@@ -1169,8 +1197,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for k := range signKindCount {
 		m.signSeconds[k] = sign.WithLabelValues(k.String())
 	}
+	for k := range refreshResultCount {
+		m.refreshes[k] = refreshes.WithLabelValues(k.String())
+	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{requests, cache, sign, presigned, presignErrs, backlog} {
+		for _, c := range []prometheus.Collector{requests, cache, refreshes, sign, presigned, presignErrs, backlog} {
 			// A second responder on the same registry (tests) shares the
 			// first one's series; that is not worth failing for.
 			_ = reg.Register(c)

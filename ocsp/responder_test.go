@@ -606,19 +606,31 @@ func TestStaleStoredResponseNeverServed(t *testing.T) {
 	}
 }
 
-// failingStore makes the store fail on demand.
+// failingStore makes the store fail on demand and counts status reads.
 type failingStore struct {
 	ocsp.ResponseStore
 	fail atomic.Bool
+	// statusReads counts CertificateStatus calls, batchReads
+	// CertificateStatuses calls.
+	statusReads, batchReads atomic.Int64
 }
 
 var errDown = errors.New("database down")
 
 func (f *failingStore) CertificateStatus(ctx context.Context, caID, serial string) (ocsp.CertStatus, error) {
+	f.statusReads.Add(1)
 	if f.fail.Load() {
 		return ocsp.CertStatus{}, errDown
 	}
 	return f.ResponseStore.CertificateStatus(ctx, caID, serial)
+}
+
+func (f *failingStore) CertificateStatuses(ctx context.Context, caID string, serials []string) (map[string]ocsp.CertStatus, error) {
+	f.batchReads.Add(1)
+	if f.fail.Load() {
+		return nil, errDown
+	}
+	return f.ResponseStore.CertificateStatuses(ctx, caID, serials)
 }
 
 func (f *failingStore) Response(ctx context.Context, caID, serial string, h ocsp.HashAlg) (*ocsp.StoredResponse, error) {
@@ -1044,4 +1056,125 @@ func TestReady(t *testing.T) {
 	if err := e.resp.Ready(ctx); err == nil || !strings.Contains(err.Error(), "not now") {
 		t.Fatalf("expired signer: Ready = %v", err)
 	}
+}
+
+// startRefresher runs r's background refresher until the test ends.
+func startRefresher(t *testing.T, r *ocsp.Responder) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); r.RunRefresher(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+// eventually calls cond until it holds, failing the test if it does not
+// within a generous bound (the refresher works in the background).
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("%s: not within 10 s", what)
+}
+
+// TestCacheRefresh: with the refresher running, an entry hit in the last
+// quarter of its cache age is confirmed in the background, so it is still
+// served without a read on the request path after its first cache age
+// has passed; an entry whose status changed behind the responder's back
+// is evicted, and the next request answers the new status.
+func TestCacheRefresh(t *testing.T) {
+	e := newEnv(t, hsm.SM2, "", envConfig{})
+	ctx := context.Background()
+	kept, changed := e.issue(t).Serial, e.issue(t).Serial
+	if _, err := ocsp.NewPresigner(e.resp, e.store, e.app.Store, ocsp.PresignConfig{Rate: -1, ScanRate: -1}).RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fs := &failingStore{ResponseStore: e.store}
+	issuingRec, _ := e.app.Authority.CA(ca.IssuingID)
+	r, err := ocsp.New(ctx, ocsp.Config{CacheMaxAge: time.Minute}, ocsp.Deps{
+		CAs: []ca.CARecord{issuingRec}, Store: fs, Signers: e.app.Store, Keys: e.app.Keys, Now: e.clock.Now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startRefresher(t, r)
+	req := func(serial string) []byte {
+		return buildRequest(t, []ocsp.CertID{e.certID(t, ocsp.HashSHA1, serial)}, reqOpts{})
+	}
+	first := r.Respond(ctx, req(kept)).DER
+	r.Respond(ctx, req(changed))
+	// Recorded without telling this responder.
+	if _, err := e.app.Store.Revoke(ctx, ca.Revocation{CAID: ca.IssuingID, Serial: changed, Reason: ca.ReasonKeyCompromise, At: e.clock.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	// Entries expire 45-60 s after they were cached and are due for
+	// renewal 15 s before: at 45 s both are due and neither expired.
+	e.clock.Advance(45 * time.Second)
+	eventually(t, "revocation found by the refresher", func() bool {
+		if !bytes.Equal(r.Respond(ctx, req(kept)).DER, first) {
+			t.Fatal("kept entry changed")
+		}
+		return e.single(t, r.Respond(ctx, req(changed)).DER).Status == ocsp.Revoked
+	})
+	if fs.batchReads.Load() == 0 {
+		t.Fatal("no batched status read")
+	}
+	// The refresher confirms queued entries in order: kept was renewed
+	// at 45 s, so at 61 s, past its first cache age, it is still a hit.
+	e.clock.Advance(16 * time.Second)
+	before := fs.statusReads.Load()
+	if got := r.Respond(ctx, req(kept)).DER; !bytes.Equal(got, first) {
+		t.Error("renewed entry changed")
+	}
+	if n := fs.statusReads.Load() - before; n != 0 {
+		t.Errorf("renewed entry read its status on the request path (%d reads)", n)
+	}
+	// Without a hit in the renewal window an entry expires as before.
+	e.clock.Advance(2 * time.Minute)
+	before = fs.statusReads.Load()
+	r.Respond(ctx, req(kept))
+	if n := fs.statusReads.Load() - before; n != 1 {
+		t.Errorf("expired entry: %d status reads on the request path, want 1", n)
+	}
+}
+
+// TestCacheRefreshReload: an entry due for renewal after half its
+// response's validity is replaced by the response the pre-signer has
+// re-signed, in the background.
+func TestCacheRefreshReload(t *testing.T) {
+	e := newEnv(t, hsm.ECDSAP256, "", envConfig{})
+	ctx := context.Background()
+	serial := e.issue(t).Serial
+	p := ocsp.NewPresigner(e.resp, e.store, e.app.Store, ocsp.PresignConfig{Rate: -1, ScanRate: -1})
+	if _, err := p.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	issuingRec, _ := e.app.Authority.CA(ca.IssuingID)
+	// A cache age of a day puts the renewal window (12-18 h) past half
+	// the 24 h validity, where an entry is reloaded, not confirmed.
+	r, err := ocsp.New(ctx, ocsp.Config{CacheMaxAge: 24 * time.Hour}, ocsp.Deps{
+		CAs: []ca.CARecord{issuingRec}, Store: e.store, Signers: e.app.Store, Keys: e.app.Keys, Now: e.clock.Now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startRefresher(t, r)
+	req := buildRequest(t, []ocsp.CertID{e.certID(t, ocsp.HashSHA256, serial)}, reqOpts{})
+	first := r.Respond(ctx, req).DER
+	e.clock.Advance(18 * time.Hour)
+	if _, err := p.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stored, err := e.store.Response(ctx, ca.IssuingID, serial, ocsp.HashSHA256)
+	if err != nil || bytes.Equal(stored.DER, first) {
+		t.Fatalf("pre-signer did not re-sign: %v", err)
+	}
+	eventually(t, "re-signed response loaded by the refresher", func() bool {
+		got := r.Respond(ctx, req).DER
+		if !bytes.Equal(got, first) && !bytes.Equal(got, stored.DER) {
+			t.Fatal("neither the first nor the re-signed response")
+		}
+		return bytes.Equal(got, stored.DER)
+	})
 }

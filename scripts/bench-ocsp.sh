@@ -112,14 +112,18 @@ warm() {
 		wrk -t"$THREADS" -c"$CONNS" -d"$3" -s "$LUA" "$1" >/dev/null
 }
 
-# cache_counts URL TOKEN -- "hits revalidated misses" of the responder's
-# cache (/metrics needs a token since access control).
+# cache_counts URL TOKEN -- "hits revalidated misses renewed dropped" of
+# the responder's cache: lookups, and entries renewed in the background
+# by the refresher or dropped from its full queue (/metrics needs a token
+# since access control).
 cache_counts() {
 	curl -s -H "Authorization: Bearer $2" "$1/metrics" | awk '
 		/^gmtrust_ocsp_cache_lookups_total\{result="hit"\}/ { h = $2 }
 		/^gmtrust_ocsp_cache_lookups_total\{result="revalidated"\}/ { r = $2 }
 		/^gmtrust_ocsp_cache_lookups_total\{result="miss"\}/ { m = $2 }
-		END { printf "%d %d %d\n", h, r, m }'
+		/^gmtrust_ocsp_cache_refreshes_total\{result="renewed"\}/ { n = $2 }
+		/^gmtrust_ocsp_cache_refreshes_total\{result="dropped"\}/ { d = $2 }
+		END { printf "%d %d %d %d %d\n", h, r, m, n, d }'
 }
 
 if [ -z "${OCSP_BENCH_REUSE:-}" ]; then
@@ -163,15 +167,16 @@ for alg in sm2 ecdsa-p256; do
 	warm "$SRV" "$d" "$((N / 4000 + 5))s"
 	warm "$CEIL" "$d" 2s
 	token=$(cat "$WORK/$alg/admin.token")
-	read -r h0 r0 m0 < <(cache_counts "$SRV" "$token")
+	read -r h0 r0 m0 n0 d0 < <(cache_counts "$SRV" "$token")
 	for r in $(seq "$ROUNDS"); do
 		run "ceiling@$alg" "$r" post "$CEIL" "$d"
 		run "$alg-post" "$r" post "$SRV" "$d"
 		run "$alg-get" "$r" get "$SRV" "$d"
 		run "$alg-nonce" "$r" nonce "$SRV" "$d"
 	done
-	read -r h1 r1 m1 < <(cache_counts "$SRV" "$token")
-	echo "$alg cache during the measured runs: $((h1 - h0)) hits, $((r1 - r0)) revalidated, $((m1 - m0)) misses" | tee -a "$WORK/cache.txt"
+	read -r h1 r1 m1 n1 d1 < <(cache_counts "$SRV" "$token")
+	echo "$alg cache during the measured runs: $((h1 - h0)) hits, $((r1 - r0)) revalidated on the request path, $((m1 - m0)) misses;" \
+		"$((n1 - n0)) renewed in the background, $((d1 - d0)) dropped from the refresher's queue" | tee -a "$WORK/cache.txt"
 	kill "$SRV_PID"
 	wait "$SRV_PID" 2>/dev/null || true
 

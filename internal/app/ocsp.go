@@ -187,10 +187,12 @@ func (o *OCSP) Mount(r chi.Router) {
 }
 
 // Run does the responder's background work until ctx ends: the
-// pre-signing worker (with keys), signer renewal, and listening for
-// invalidations from other processes.
+// pre-signing worker (with keys), signer renewal, listening for
+// invalidations from other processes, and renewing cached responses in
+// use before their cache age runs out.
 func (o *OCSP) Run(ctx context.Context) {
 	var wg sync.WaitGroup
+	wg.Go(func() { o.Responder.RunRefresher(ctx) })
 	wg.Go(func() {
 		if err := o.Store.ListenInvalidations(ctx, o.Responder.Evict, o.Responder.FlushCache); err != nil {
 			o.log.Error("ocsp: invalidation listener stopped", "err", err)

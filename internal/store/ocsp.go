@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -58,6 +59,7 @@ type OCSP struct {
 
 	getResponse *sqlx.Stmt
 	getStatus   *sqlx.Stmt
+	getStatuses *sqlx.Stmt
 }
 
 // NewOCSP prepares the OCSP statements of d.
@@ -88,12 +90,26 @@ func NewOCSP(ctx context.Context, d *DB, o OCSPOptions) (*OCSP, error) {
 		s.getResponse.Close()
 		return nil, fmt.Errorf("store: prepare certificate status query: %w", err)
 	}
+	// Many serials in one statement with one parameter: a PostgreSQL
+	// array, or a JSON array that SQLite's json_each unpacks; both walk
+	// the (ca_id, serial) primary key once per serial.
+	statuses := `SELECT serial, status, reason, revoked_at, not_after FROM certificates
+		WHERE ca_id = ? AND serial IN (SELECT value FROM json_each(?))`
+	if d.dialect == DialectPostgres {
+		statuses = `SELECT serial, status, reason, revoked_at, not_after FROM certificates
+		WHERE ca_id = ? AND serial = ANY(?::text[])`
+	}
+	if s.getStatuses, err = d.db.PreparexContext(ctx, d.Rebind(statuses)); err != nil {
+		s.getResponse.Close()
+		s.getStatus.Close()
+		return nil, fmt.Errorf("store: prepare certificate statuses query: %w", err)
+	}
 	return s, nil
 }
 
 // Close releases the prepared statements.
 func (s *OCSP) Close() error {
-	return errors.Join(s.getResponse.Close(), s.getStatus.Close())
+	return errors.Join(s.getResponse.Close(), s.getStatus.Close(), s.getStatuses.Close())
 }
 
 var (
@@ -118,6 +134,59 @@ func (s *OCSP) CertificateStatus(ctx context.Context, caID, serial string) (ocsp
 		CAID: caID, Serial: serial, Status: ca.Status(r.Status), Reason: r.Reason,
 		RevokedAt: fromUnixSec(r.RevokedAt), NotAfter: fromUnixSec(r.NotAfter),
 	}, nil
+}
+
+type serialStatusRow struct {
+	Serial    string `db:"serial"`
+	Status    string `db:"status"`
+	Reason    int    `db:"reason"`
+	RevokedAt int64  `db:"revoked_at"`
+	NotAfter  int64  `db:"not_after"`
+}
+
+// MaxStatusBatch is the most serials CertificateStatuses takes at once.
+const MaxStatusBatch = 1000
+
+// CertificateStatuses implements ocsp.ResponseStore: the statuses of
+// serials of one CA in one query, keyed by serial. A serial the CA never
+// issued is absent from the map.
+func (s *OCSP) CertificateStatuses(ctx context.Context, caID string, serials []string) (map[string]ocsp.CertStatus, error) {
+	if len(serials) > MaxStatusBatch {
+		return nil, fmt.Errorf("%w: %d serials in one status query (at most %d)", ErrInvalid, len(serials), MaxStatusBatch)
+	}
+	out := make(map[string]ocsp.CertStatus, len(serials))
+	if len(serials) == 0 {
+		return out, nil
+	}
+	var arg any
+	if s.d.dialect == DialectPostgres {
+		arg = pq.StringArray(serials)
+	} else {
+		js, err := json.Marshal(serials)
+		if err != nil {
+			return nil, fmt.Errorf("store: encode serials: %w", err)
+		}
+		arg = string(js)
+	}
+	rows, err := s.getStatuses.QueryxContext(ctx, caID, arg)
+	if err != nil {
+		return nil, fmt.Errorf("store: read certificate statuses of CA %s: %w", caID, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var r serialStatusRow
+		if err := rows.StructScan(&r); err != nil {
+			return nil, fmt.Errorf("store: read certificate statuses of CA %s: %w", caID, err)
+		}
+		out[r.Serial] = ocsp.CertStatus{
+			CAID: caID, Serial: r.Serial, Status: ca.Status(r.Status), Reason: r.Reason,
+			RevokedAt: fromUnixSec(r.RevokedAt), NotAfter: fromUnixSec(r.NotAfter),
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: read certificate statuses of CA %s: %w", caID, err)
+	}
+	return out, nil
 }
 
 type responseRow struct {

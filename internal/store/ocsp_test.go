@@ -481,3 +481,59 @@ func TestOCSPScanState(t *testing.T) {
 		}
 	})
 }
+
+// TestOCSPCertificateStatuses: the batched status read answers for the
+// serials of the CA asked, revoked ones with their reason and time, and
+// leaves out serials of other CAs and serials never issued; a batch over
+// the limit is refused.
+func TestOCSPCertificateStatuses(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		dsn := b.newDSN(t)
+		db := openDB(t, dsn, Options{})
+		s := newOCSPStore(t, db, dsn)
+		ctx := context.Background()
+		mustInsertCA(t, db, "root")
+		mustInsertCA(t, db, "issuing")
+		var serials []string
+		for range 5 {
+			c := testCert("issuing")
+			mustInsertCert(t, db, c)
+			serials = append(serials, c.Serial)
+		}
+		other := testCert("root")
+		mustInsertCert(t, db, other)
+		revokedAt := testTime.Add(time.Hour)
+		if _, err := db.Revoke(ctx, ca.Revocation{CAID: "issuing", Serial: serials[2], Reason: ca.ReasonKeyCompromise, At: revokedAt}); err != nil {
+			t.Fatal(err)
+		}
+
+		ask := append(slices.Clone(serials), other.Serial, randSerial())
+		got, err := s.CertificateStatuses(ctx, "issuing", ask)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(serials) {
+			t.Fatalf("%d statuses, want %d (only the issuing CA's): %v", len(got), len(serials), got)
+		}
+		for _, sn := range serials {
+			st, ok := got[sn]
+			one, err := s.CertificateStatus(ctx, "issuing", sn)
+			if !ok || err != nil || st != one {
+				t.Errorf("%s: batched %+v (%v), single %+v (%v)", sn, st, ok, one, err)
+			}
+		}
+		if st := got[serials[2]]; st.Status != ca.StatusRevoked || st.Reason != ca.ReasonKeyCompromise || !st.RevokedAt.Equal(revokedAt) {
+			t.Errorf("revoked certificate: %+v", st)
+		}
+		if st := got[serials[0]]; st.Status != ca.StatusGood {
+			t.Errorf("good certificate: %+v", st)
+		}
+
+		if got, err := s.CertificateStatuses(ctx, "issuing", nil); err != nil || len(got) != 0 {
+			t.Errorf("no serials: %v, %v", got, err)
+		}
+		if _, err := s.CertificateStatuses(ctx, "issuing", make([]string, MaxStatusBatch+1)); !errors.Is(err, ErrInvalid) {
+			t.Errorf("oversized batch: %v, want ErrInvalid", err)
+		}
+	})
+}
