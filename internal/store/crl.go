@@ -124,8 +124,25 @@ func (d *DB) NextCRL(ctx context.Context, caID string, build func(number int64) 
 		if err := mapInsertErr(err, fmt.Sprintf("CRL %d of %s", n, caID), ErrDuplicate); err != nil {
 			return err
 		}
+		// Superseded CRLs go once they have expired and are older than
+		// CRLRetention: only the latest is served, and the revocations
+		// they listed stay in certificates and revocation_events. Without
+		// this every refresh and every revocation would add a CRL, up to
+		// tens of MB each, for good.
+		now := d.now()
+		res, err := tx.ExecContext(ctx, d.Rebind(`DELETE FROM crls
+			WHERE ca_id = ? AND number < ? AND next_update < ? AND created_at < ?`),
+			caID, n, now.Unix(), now.Add(-CRLRetention).UnixNano())
+		if err != nil {
+			return fmt.Errorf("store: prune CRLs of %s: %w", caID, err)
+		}
+		pruned, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("store: prune CRLs of %s: %w", caID, err)
+		}
 		if err := d.appendAudit(ctx, tx, "crl.generate", fmt.Sprintf("crl/%s/%d", caID, n), audit.OutcomeSuccess, map[string]any{
 			"this_update": auditTime(rec.ThisUpdate), "next_update": auditTime(rec.NextUpdate), "size": len(rec.DER),
+			"pruned": pruned,
 		}); err != nil {
 			return err
 		}
@@ -137,6 +154,10 @@ func (d *DB) NextCRL(ctx context.Context, caID string, build func(number int64) 
 	}
 	return out, nil
 }
+
+// CRLRetention is how long a superseded CRL is kept after it was made
+// (and at least until its nextUpdate); NextCRL deletes older ones.
+const CRLRetention = 7 * 24 * time.Hour
 
 // LatestCRL returns the CRL with the highest number of a CA, or
 // ca.ErrNotFound.

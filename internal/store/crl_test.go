@@ -314,3 +314,60 @@ func TestTryLock(t *testing.T) {
 		}
 	})
 }
+
+// TestNextCRLPrunes: a new CRL deletes the CA's superseded CRLs that have
+// expired and are older than CRLRetention, and nothing else: not the
+// latest, not one still valid or recent, not another CA's.
+func TestNextCRLPrunes(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		now := testTime
+		db := openDB(t, b.newDSN(t), Options{Now: func() time.Time { return now }})
+		ctx := context.Background()
+		mustInsertCA(t, db, "root")
+		mustInsertCA(t, db, "issuing")
+		crl := func(caID string, validity time.Duration) int64 {
+			t.Helper()
+			rec, err := db.NextCRL(ctx, caID, func(int64) (*ca.CRLRecord, error) {
+				return &ca.CRLRecord{ThisUpdate: now, NextUpdate: now.Add(validity), DER: []byte("crl")}, nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return rec.Number
+		}
+		numbers := func(caID string) []int64 {
+			t.Helper()
+			var out []int64
+			if err := db.db.SelectContext(ctx, &out, db.Rebind(`SELECT number FROM crls WHERE ca_id = ? ORDER BY number`), caID); err != nil {
+				t.Fatal(err)
+			}
+			return out
+		}
+		crl("root", 24*time.Hour)    // 1: expired and old by the end
+		crl("root", 30*24*time.Hour) // 2: old but still valid
+		crl("issuing", 24*time.Hour) // another CA's: untouched
+		now = now.Add(CRLRetention + 2*24*time.Hour)
+		crl("root", time.Hour) // 3: recent, expires soon
+		now = now.Add(2 * time.Hour)
+		if got := crl("root", 24*time.Hour); got != 4 {
+			t.Fatalf("number %d after pruning, want 4", got)
+		}
+		if got, want := numbers("root"), []int64{2, 3, 4}; !slices.Equal(got, want) {
+			t.Errorf("root CRLs %v, want %v", got, want)
+		}
+		if got := numbers("issuing"); !slices.Equal(got, []int64{1}) {
+			t.Errorf("issuing CRLs %v, want [1]", got)
+		}
+		// Pruned down to the latest alone, numbering goes on.
+		now = now.Add(60 * 24 * time.Hour)
+		if got := crl("root", 24*time.Hour); got != 5 {
+			t.Fatalf("number %d, want 5", got)
+		}
+		if got := numbers("root"); !slices.Equal(got, []int64{5}) {
+			t.Errorf("root CRLs %v, want [5]", got)
+		}
+		if got := crl("root", 24*time.Hour); got != 6 {
+			t.Fatalf("number %d, want 6", got)
+		}
+	})
+}
