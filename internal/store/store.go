@@ -170,7 +170,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
 		log:     opts.Logger,
 		locks:   make(map[string]chan struct{}),
 	}
-	if err := d.init(ctx); err != nil {
+	if err := d.init(ctx, opts.BusyTimeout); err != nil {
 		sdb.Close()
 		return nil, err
 	}
@@ -211,8 +211,8 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-func (d *DB) init(ctx context.Context) error {
-	if err := d.db.PingContext(ctx); err != nil {
+func (d *DB) init(ctx context.Context, busy time.Duration) error {
+	if err := d.connect(ctx, busy); err != nil {
 		return fmt.Errorf("store: connect to %s: %w", d.dialect, err)
 	}
 	if d.dialect == DialectPostgres {
@@ -234,6 +234,32 @@ func (d *DB) init(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// connect opens the first connection. On a new SQLite file opened by
+// several processes at once, each connection's journal_mode(WAL) pragma
+// needs the file's exclusive lock, and SQLite answers SQLITE_BUSY to the
+// losers without calling the busy handler; so a busy answer is retried
+// for the busy timeout, after which the file is in WAL mode and the
+// pragma no longer locks.
+func (d *DB) connect(ctx context.Context, busy time.Duration) error {
+	deadline := time.Now().Add(busy)
+	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
+		err := d.db.PingContext(ctx)
+		if err == nil || d.dialect != DialectSQLite || !isBusy(err) || time.Now().After(deadline) {
+			return err
+		}
+		if !sleepCtx(ctx, wait) {
+			return ctx.Err()
+		}
+	}
+}
+
+// isBusy reports whether err is SQLite's SQLITE_BUSY (primary code 5,
+// extended codes included).
+func isBusy(err error) bool {
+	var coded interface{ Code() int }
+	return errors.As(err, &coded) && coded.Code()&0xff == 5
 }
 
 // parseDSN tells the dialect of dsn and returns what to hand the driver.
