@@ -606,6 +606,20 @@ func TestStaleStoredResponseNeverServed(t *testing.T) {
 	}
 }
 
+// responderOver builds a second responder for the issuing CA over st,
+// with its own configuration and no metrics registry.
+func (e *env) responderOver(t *testing.T, st ocsp.ResponseStore, cfg ocsp.Config) *ocsp.Responder {
+	t.Helper()
+	issuingRec, _ := e.app.Authority.CA(ca.IssuingID)
+	r, err := ocsp.New(context.Background(), cfg, ocsp.Deps{
+		CAs: []ca.CARecord{issuingRec}, Store: st, Signers: e.app.Store, Keys: e.app.Keys, Now: e.clock.Now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 // failingStore makes the store fail on demand and counts status reads.
 type failingStore struct {
 	ocsp.ResponseStore
@@ -648,13 +662,7 @@ func TestStoreDown(t *testing.T) {
 	ctx := context.Background()
 	cached, uncached := e.issue(t).Serial, e.issue(t).Serial
 	fs := &failingStore{ResponseStore: e.store}
-	issuingRec, _ := e.app.Authority.CA(ca.IssuingID)
-	r, err := ocsp.New(ctx, ocsp.Config{CacheMaxAge: time.Minute}, ocsp.Deps{
-		CAs: []ca.CARecord{issuingRec}, Store: fs, Signers: e.app.Store, Keys: e.app.Keys, Now: e.clock.Now,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := e.responderOver(t, fs, ocsp.Config{CacheMaxAge: time.Minute})
 	req := func(serial string, nonce []byte) []byte {
 		return buildRequest(t, []ocsp.CertID{e.certID(t, ocsp.HashSHA1, serial)}, reqOpts{nonce: nonce})
 	}
@@ -1091,13 +1099,7 @@ func TestCacheRefresh(t *testing.T) {
 		t.Fatal(err)
 	}
 	fs := &failingStore{ResponseStore: e.store}
-	issuingRec, _ := e.app.Authority.CA(ca.IssuingID)
-	r, err := ocsp.New(ctx, ocsp.Config{CacheMaxAge: time.Minute}, ocsp.Deps{
-		CAs: []ca.CARecord{issuingRec}, Store: fs, Signers: e.app.Store, Keys: e.app.Keys, Now: e.clock.Now,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := e.responderOver(t, fs, ocsp.Config{CacheMaxAge: time.Minute})
 	startRefresher(t, r)
 	req := func(serial string) []byte {
 		return buildRequest(t, []ocsp.CertID{e.certID(t, ocsp.HashSHA1, serial)}, reqOpts{})
@@ -1150,15 +1152,9 @@ func TestCacheRefreshReload(t *testing.T) {
 	if _, err := p.RunOnce(ctx); err != nil {
 		t.Fatal(err)
 	}
-	issuingRec, _ := e.app.Authority.CA(ca.IssuingID)
 	// A cache age of a day puts the renewal window (12-18 h) past half
 	// the 24 h validity, where an entry is reloaded, not confirmed.
-	r, err := ocsp.New(ctx, ocsp.Config{CacheMaxAge: 24 * time.Hour}, ocsp.Deps{
-		CAs: []ca.CARecord{issuingRec}, Store: e.store, Signers: e.app.Store, Keys: e.app.Keys, Now: e.clock.Now,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := e.responderOver(t, e.store, ocsp.Config{CacheMaxAge: 24 * time.Hour})
 	startRefresher(t, r)
 	req := buildRequest(t, []ocsp.CertID{e.certID(t, ocsp.HashSHA256, serial)}, reqOpts{})
 	first := r.Respond(ctx, req).DER

@@ -25,6 +25,14 @@ func newOCSPStore(t testing.TB, db *DB, dsn string) *OCSP {
 	return s
 }
 
+// openOCSP opens a new database of backend b and its OCSP store.
+func openOCSP(t testing.TB, b backend) (*DB, *OCSP) {
+	t.Helper()
+	dsn := b.newDSN(t)
+	db := openDB(t, dsn, Options{})
+	return db, newOCSPStore(t, db, dsn)
+}
+
 // fakeSigner returns a SignFunc that "signs" every claimed certificate
 // for every hash at now (DER is a label), recording what it saw.
 type fakeSigner struct {
@@ -95,9 +103,7 @@ func claimAll(t testing.TB, s *OCSP, c ocsp.Claim, sign ocsp.SignFunc) (claimed,
 
 func TestOCSPClaims(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b backend) {
-		dsn := b.newDSN(t)
-		db := openDB(t, dsn, Options{})
-		s := newOCSPStore(t, db, dsn)
+		db, s := openOCSP(t, b)
 		ctx := context.Background()
 		mustInsertCA(t, db, "root")
 		mustInsertCA(t, db, "issuing")
@@ -395,9 +401,7 @@ func TestNewOCSPNeedsDSNForPostgres(t *testing.T) {
 // expired and the complete ones.
 func TestOCSPMissingScanWindows(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b backend) {
-		dsn := b.newDSN(t)
-		db := openDB(t, dsn, Options{})
-		s := newOCSPStore(t, db, dsn)
+		db, s := openOCSP(t, b)
 		ctx := context.Background()
 		mustInsertCA(t, db, "issuing")
 		now := testTime.Add(time.Hour)
@@ -461,9 +465,7 @@ func TestOCSPMissingScanWindows(t *testing.T) {
 
 func TestOCSPScanState(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b backend) {
-		dsn := b.newDSN(t)
-		db := openDB(t, dsn, Options{})
-		s := newOCSPStore(t, db, dsn)
+		_, s := openOCSP(t, b)
 		ctx := context.Background()
 		if st, err := s.ScanState(ctx); err != nil || !st.LastPass.IsZero() || !st.LastFull.IsZero() {
 			t.Fatalf("fresh state %+v, %v", st, err)
@@ -488,9 +490,7 @@ func TestOCSPScanState(t *testing.T) {
 // the limit is refused.
 func TestOCSPCertificateStatuses(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b backend) {
-		dsn := b.newDSN(t)
-		db := openDB(t, dsn, Options{})
-		s := newOCSPStore(t, db, dsn)
+		db, s := openOCSP(t, b)
 		ctx := context.Background()
 		mustInsertCA(t, db, "root")
 		mustInsertCA(t, db, "issuing")
