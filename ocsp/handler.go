@@ -222,7 +222,7 @@ func (h *Handler) write(w http.ResponseWriter, req *http.Request, method int, a 
 	if !cacheable || e == nil {
 		hd["Cache-Control"] = h.hdrNoStore
 		if e != nil {
-			hd["Content-Length"] = e.hdrLength
+			hd["Content-Length"] = e.header(hdrLength)
 		} else {
 			hd["Content-Length"] = []string{strconv.Itoa(len(a.DER))}
 		}
@@ -238,22 +238,22 @@ func (h *Handler) write(w http.ResponseWriter, req *http.Request, method int, a 
 	}
 	if maxAge == e.httpMaxAge {
 		// Most of a response's life: the header was formatted once.
-		hd["Cache-Control"] = e.hdrCacheControl
+		hd["Cache-Control"] = e.header(hdrCacheControl)
 	} else {
 		hd["Cache-Control"] = []string{cacheControl(maxAge)}
 	}
-	hd["Last-Modified"] = e.hdrLastModified
-	if e.hdrExpires != nil {
-		hd["Expires"] = e.hdrExpires
+	hd["Last-Modified"] = e.header(hdrLastModified)
+	if e.hdr[hdrExpires] != "" {
+		hd["Expires"] = e.header(hdrExpires)
 	}
-	hd["Etag"] = e.hdrETag
+	hd["Etag"] = e.header(hdrETag)
 	if notModified(req, e) {
 		delete(hd, "Content-Type")
 		h.r.metrics.requests[method][outcomeNotModified].Inc()
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	hd["Content-Length"] = e.hdrLength
+	hd["Content-Length"] = e.header(hdrLength)
 	h.r.metrics.requests[method][a.outcome].Inc()
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(a.DER)
@@ -262,8 +262,12 @@ func (h *Handler) write(w http.ResponseWriter, req *http.Request, method int, a 
 // cacheControl is the RFC 5019 Cache-Control value for a max-age.
 func cacheControl(maxAge time.Duration) string {
 	var b [80]byte
-	out := strconv.AppendInt(append(b[:0], "max-age="...), max(int64(maxAge/time.Second), 0), 10)
-	return string(append(out, ", public, no-transform, must-revalidate"...))
+	return string(appendCacheControl(b[:0], maxAge))
+}
+
+func appendCacheControl(dst []byte, maxAge time.Duration) []byte {
+	dst = strconv.AppendInt(append(dst, "max-age="...), max(int64(maxAge/time.Second), 0), 10)
+	return append(dst, ", public, no-transform, must-revalidate"...)
 }
 
 // notModified evaluates the conditional headers of a GET (RFC 9110 13.2.2):
@@ -273,7 +277,7 @@ func notModified(req *http.Request, e *entry) bool {
 	if inm := req.Header.Get("If-None-Match"); inm != "" {
 		for tag := range strings.SplitSeq(inm, ",") {
 			tag = strings.TrimPrefix(strings.TrimSpace(tag), "W/")
-			if tag == "*" || tag == e.etag {
+			if tag == "*" || tag == e.etag() {
 				return true
 			}
 		}

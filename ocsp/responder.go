@@ -634,7 +634,7 @@ func (a *Answer) Entry() (thisUpdate, nextUpdate time.Time, etag string, ok bool
 	if a.entry == nil {
 		return time.Time{}, time.Time{}, "", false
 	}
-	return a.entry.thisUpdate, a.entry.nextUpdate, a.entry.etag, true
+	return a.entry.thisUpdate, a.entry.nextUpdate, a.entry.etag(), true
 }
 
 // errorAnswer returns an unsigned error response.

@@ -14,7 +14,7 @@
 //	    serves one fixed response to every request: the ceiling of what a
 //	    Go net/http responder can do on the machine.
 //
-//	ocspbench profile -data-dir DIR -listen ADDR -cpuprofile FILE [-trace FILE] [-after 2s -for 10s]
+//	ocspbench profile -data-dir DIR -listen ADDR -cpuprofile FILE [-trace FILE] [-memprofile FILE] [-after 2s -for 10s]
 //	    serves the instance wired exactly as `gmtrust serve` wires it and
 //	    writes a CPU profile of the given window, to find what the
 //	    responder's hot path costs under wrk.
@@ -378,6 +378,7 @@ func profile(args []string) error {
 	listen := fs.String("listen", "127.0.0.1:0", "listen address")
 	out := fs.String("cpuprofile", "cpu.pprof", "CPU profile to write")
 	traceOut := fs.String("trace", "", "also write an execution trace of the window (go tool trace)")
+	memOut := fs.String("memprofile", "", "also write allocation profiles at the start (FILE.base) and end (FILE) of the window: go tool pprof -diff_base FILE.base FILE")
 	after := fs.Duration("after", 2*time.Second, "start profiling this long after serving")
 	window := fs.Duration("for", 10*time.Second, "profile this long, then exit")
 	_ = fs.Parse(args)
@@ -437,7 +438,31 @@ func profile(args []string) error {
 		}
 		defer trace.Stop()
 	}
+	if *memOut != "" {
+		if err := writeAllocs(*memOut + ".base"); err != nil {
+			return err
+		}
+	}
 	time.Sleep(*window)
 	pprof.StopCPUProfile()
+	if *memOut != "" {
+		if err := writeAllocs(*memOut); err != nil {
+			return err
+		}
+	}
 	return hs.Close()
+}
+
+// writeAllocs writes the allocation profile so far (all allocations since
+// start, sampled) to name.
+func writeAllocs(name string) error {
+	f, err := os.Create(name)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
