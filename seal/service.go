@@ -872,7 +872,12 @@ func checkText(field, v string, max int) error {
 	return nil
 }
 
-func checkPrincipal(p string) error { return checkText("principal", p, 128) }
+func checkPrincipal(p string) error {
+	if err := policies.CheckPrincipalName(p); err != nil {
+		return fmt.Errorf("%w: grant: %v", ErrInvalidRequest, err)
+	}
+	return nil
+}
 
 func uniquePrincipals(ps []string) ([]string, error) {
 	seen := map[string]bool{}

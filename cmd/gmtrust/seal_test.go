@@ -12,6 +12,7 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -240,5 +241,70 @@ func TestSealInspectCLI(t *testing.T) {
 	write(t, junk, []byte{0x30, 0x82, 0xff, 0xff, 1})
 	if _, errOut, code := run(t, "seal", "inspect", junk); code != 1 || !strings.Contains(errOut, "malformed") {
 		t.Fatalf("junk: exit %d %s", code, errOut)
+	}
+}
+
+// TestSealGrantCLI grants, lists and withdraws who may stamp with a seal,
+// and refuses an unknown seal, a malformed principal and withdrawing a
+// grant that is not there, changing nothing. Grants are audited as the
+// CLI user.
+func TestSealGrantCLI(t *testing.T) {
+	dir, _, _ := sealInstance(t, []byte("document"))
+	out, _, code := run(t, "seal", "list", "--json", "--data-dir", dir)
+	var seals []struct {
+		ID string `json:"id"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &seals) != nil || len(seals) != 1 {
+		t.Fatalf("seal list: exit %d\n%s", code, out)
+	}
+	id := seals[0].ID
+	grants := func() []string {
+		t.Helper()
+		out, errOut, code := run(t, "seal", "grants", id, "--json", "--data-dir", dir)
+		var gs []struct {
+			Principal string `json:"principal"`
+			GrantedBy string `json:"granted_by"`
+		}
+		if code != 0 || json.Unmarshal([]byte(out), &gs) != nil {
+			t.Fatalf("seal grants: exit %d %s\n%s", code, errOut, out)
+		}
+		var names []string
+		for _, g := range gs {
+			names = append(names, g.Principal+"/"+g.GrantedBy)
+		}
+		return names
+	}
+	if got := grants(); len(got) != 1 || got[0] != "admin/admin" {
+		t.Fatalf("grants before: %v", got)
+	}
+	out, errOut, code := run(t, "seal", "grant", id, "oa-system", "--data-dir", dir)
+	if code != 0 || !strings.Contains(out, "oa-system may stamp with seal "+id) {
+		t.Fatalf("grant: exit %d %s\n%s", code, errOut, out)
+	}
+	by := "cli:" + currentUser()
+	if got := grants(); len(got) != 2 || !slices.Contains(got, "oa-system/"+by) {
+		t.Fatalf("grants after grant: %v", got)
+	}
+	for _, bad := range [][]string{
+		{"grant", "no-such-seal", "oa-system"},
+		{"grant", id, "not a principal!"},
+		{"ungrant", id, "nobody"},
+	} {
+		if _, errOut, code := run(t, append(append([]string{"seal"}, bad...), "--data-dir", dir)...); code != 1 || errOut == "" {
+			t.Errorf("%v: exit %d %q", bad, code, errOut)
+		}
+	}
+	if got := grants(); len(got) != 2 {
+		t.Fatalf("refused commands changed the grants: %v", got)
+	}
+	if out, errOut, code := run(t, "seal", "ungrant", id, "oa-system", "--data-dir", dir); code != 0 || !strings.Contains(out, "no longer") {
+		t.Fatalf("ungrant: exit %d %s\n%s", code, errOut, out)
+	}
+	if got := grants(); len(got) != 1 || got[0] != "admin/admin" {
+		t.Fatalf("grants after ungrant: %v", got)
+	}
+	out, _, code = run(t, "audit", "list", "--json", "--data-dir", dir, "--action", "seal.")
+	if code != 0 || !strings.Contains(out, `"seal.grant"`) || !strings.Contains(out, by) {
+		t.Fatalf("audit of the grant: exit %d\n%s", code, out)
 	}
 }

@@ -395,15 +395,17 @@ func (h *sealHandlers) revoke(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, SealToJSON(rec))
 }
 
-type grantJSON struct {
+// GrantJSON is a seal grant as the API (and the CLI's --json) shows it.
+type GrantJSON struct {
 	SealID    string    `json:"seal_id"`
 	Principal string    `json:"principal"`
 	GrantedBy string    `json:"granted_by"`
 	CreatedAt time.Time `json:"created_at"`
 }
 
-func toGrantJSON(g seal.Grant) grantJSON {
-	return grantJSON{SealID: g.SealID, Principal: g.Principal, GrantedBy: g.GrantedBy, CreatedAt: g.CreatedAt.UTC()}
+// ToGrantJSON converts a grant for output.
+func ToGrantJSON(g seal.Grant) GrantJSON {
+	return GrantJSON{SealID: g.SealID, Principal: g.Principal, GrantedBy: g.GrantedBy, CreatedAt: g.CreatedAt.UTC()}
 }
 
 func (h *sealHandlers) grants(w http.ResponseWriter, r *http.Request) {
@@ -413,10 +415,10 @@ func (h *sealHandlers) grants(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := struct {
-		Items []grantJSON `json:"items"`
-	}{Items: make([]grantJSON, 0, len(gs))}
+		Items []GrantJSON `json:"items"`
+	}{Items: make([]GrantJSON, 0, len(gs))}
 	for _, g := range gs {
-		out.Items = append(out.Items, toGrantJSON(g))
+		out.Items = append(out.Items, ToGrantJSON(g))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -433,7 +435,7 @@ func (h *sealHandlers) addGrant(w http.ResponseWriter, r *http.Request) {
 		h.sealError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, toGrantJSON(*g))
+	writeJSON(w, http.StatusCreated, ToGrantJSON(*g))
 }
 
 func (h *sealHandlers) deleteGrant(w http.ResponseWriter, r *http.Request) {

@@ -371,6 +371,15 @@ func testSealFlow(t *testing.T, e *sealEnv) {
 			t.Fatalf("stamp without grant: %d %s", r.status, r.body)
 		}
 	}
+	// A name no principal can have is refused, not recorded.
+	for _, bad := range []string{"", "oa system", "oa/system", "cli:someone", strings.Repeat("a", 65)} {
+		if r := e.json("POST", "/api/v1/seals/"+m.ID+"/grants", e.admin, map[string]string{"principal": bad}); r.status != http.StatusBadRequest {
+			t.Fatalf("grant to %q: %d %s", bad, r.status, r.body)
+		}
+	}
+	if r := e.json("GET", "/api/v1/seals/"+m.ID+"/grants", e.admin, nil); r.status != http.StatusOK || bytes.Contains(r.body, []byte("oa system")) {
+		t.Fatalf("grants after refusals: %d %s", r.status, r.body)
+	}
 	if r := e.json("POST", "/api/v1/seals/"+m.ID+"/grants", e.admin, map[string]string{"principal": "oa-system"}); r.status != http.StatusCreated {
 		t.Fatalf("grant: %d %s", r.status, r.body)
 	}

@@ -8,12 +8,12 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/jmoiron/sqlx"
 
 	"github.com/gmtrust/gmtrust/ca"
 	"github.com/gmtrust/gmtrust/internal/audit"
+	"github.com/gmtrust/gmtrust/policies"
 )
 
 // Principal kinds.
@@ -29,7 +29,7 @@ const (
 )
 
 // MaxPrincipalName bounds a principal's name.
-const MaxPrincipalName = 64
+const MaxPrincipalName = policies.MaxPrincipalName
 
 // Principal is a person or a service that authenticates to the API.
 // Which roles exist is decided by policies/authz.yaml; the store only
@@ -44,21 +44,15 @@ type Principal struct {
 	UpdatedAt  time.Time
 }
 
-// CheckPrincipalName enforces the form of principal names: 1 to 64
-// letters (any script), digits, '.', '-', '_' or '@'. Names appear in the
-// audit log and in URLs, so no spaces, slashes or colons ("cli:" marks
-// command-line actors), and "system" is the actor of background work.
+// CheckPrincipalName enforces the form of principal names
+// (policies.CheckPrincipalName); "system", the actor of background work
+// in the audit log, is reserved besides.
 func CheckPrincipalName(name string) error {
-	if name == "" || len(name) > MaxPrincipalName {
-		return fmt.Errorf("%w: principal name must have 1 to %d bytes", ErrInvalid, MaxPrincipalName)
+	if err := policies.CheckPrincipalName(name); err != nil {
+		return fmt.Errorf("%w: principal name: %v", ErrInvalid, err)
 	}
 	if name == audit.SystemPrincipal {
 		return fmt.Errorf("%w: principal name %q is reserved", ErrInvalid, name)
-	}
-	for _, r := range name {
-		if !unicode.IsLetter(r) && !unicode.IsDigit(r) && !strings.ContainsRune(".-_@", r) {
-			return fmt.Errorf("%w: principal name %q: only letters, digits, '.', '-', '_' and '@' are allowed", ErrInvalid, name)
-		}
 	}
 	return nil
 }
