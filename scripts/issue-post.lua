@@ -39,12 +39,6 @@ function request()
   return reqs[next_index % count + 1]
 end
 
-function done(summary, latency, requests)
-  local secs = summary.duration / 1e6
-  local e = summary.errors
-  io.write(string.format(
-    "RESULT requests=%d seconds=%.2f rps=%.0f p50_ms=%.3f p99_ms=%.3f errors=%d status_errors=%d\n",
-    summary.requests, secs, summary.requests / secs,
-    latency:percentile(50) / 1000, latency:percentile(99) / 1000,
-    e.connect + e.read + e.write + e.timeout, e.status))
-end
+-- This script's directory, for the shared RESULT line.
+local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+done = dofile(here .. "wrk-result.lua")
