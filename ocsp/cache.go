@@ -116,6 +116,16 @@ func (r *Responder) newEntry(der []byte, status Status, reason int, revokedAt, t
 	return e
 }
 
+// hasStatus reports whether e answers what the store now says of its
+// certificate: st, or nil for a serial the store does not know.
+func (e *entry) hasStatus(st *CertStatus) bool {
+	if st == nil {
+		return e.status == Unknown
+	}
+	status, reason, revokedAt := certStatus(*st)
+	return status == e.status && reason == e.reason && revokedAt.Equal(e.revokedAt)
+}
+
 // renewed returns a copy of e whose cache age starts again at now, once
 // the store confirmed its status. The formatted headers are shared: they
 // never change.

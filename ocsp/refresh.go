@@ -126,10 +126,9 @@ func (r *Responder) refresh(ctx context.Context, jobs []refreshJob) {
 
 func (r *Responder) refreshOne(ctx context.Context, iss *issuerState, j *refreshJob, serial string, sts map[string]CertStatus, now time.Time) {
 	e, key := j.e, j.key[:j.klen]
-	same := e.status == Unknown
+	same := e.hasStatus(nil)
 	if st, ok := sts[serial]; ok {
-		status, reason, revokedAt := certStatus(st)
-		same = status == e.status && reason == e.reason && revokedAt.Equal(e.revokedAt)
+		same = e.hasStatus(&st)
 	}
 	switch {
 	case !same:

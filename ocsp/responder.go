@@ -720,10 +720,9 @@ func (r *Responder) resolve(ctx context.Context, iss *issuerState, id *CertID, w
 		same := false
 		switch {
 		case err == nil:
-			status, reason, revokedAt := certStatus(st)
-			same = status == cached.status && reason == cached.reason && revokedAt.Equal(cached.revokedAt)
+			same = cached.hasStatus(&st)
 		case errors.Is(err, ca.ErrNotFound):
-			same = cached.status == Unknown
+			same = cached.hasStatus(nil)
 		default:
 			// The store is down: what is cached stands in (see stale).
 			r.metrics.cacheStale.Inc()

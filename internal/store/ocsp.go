@@ -130,18 +130,19 @@ func (s *OCSP) CertificateStatus(ctx context.Context, caID, serial string) (ocsp
 	if err := s.getStatus.GetContext(ctx, &r, caID, serial); err != nil {
 		return ocsp.CertStatus{}, notFound(err, "certificate "+caID+"/"+serial)
 	}
+	return r.certStatus(caID, serial), nil
+}
+
+func (r *statusRow) certStatus(caID, serial string) ocsp.CertStatus {
 	return ocsp.CertStatus{
 		CAID: caID, Serial: serial, Status: ca.Status(r.Status), Reason: r.Reason,
 		RevokedAt: fromUnixSec(r.RevokedAt), NotAfter: fromUnixSec(r.NotAfter),
-	}, nil
+	}
 }
 
 type serialStatusRow struct {
-	Serial    string `db:"serial"`
-	Status    string `db:"status"`
-	Reason    int    `db:"reason"`
-	RevokedAt int64  `db:"revoked_at"`
-	NotAfter  int64  `db:"not_after"`
+	Serial string `db:"serial"`
+	statusRow
 }
 
 // MaxStatusBatch is the most serials CertificateStatuses takes at once.
@@ -178,10 +179,7 @@ func (s *OCSP) CertificateStatuses(ctx context.Context, caID string, serials []s
 		if err := rows.StructScan(&r); err != nil {
 			return nil, fmt.Errorf("store: read certificate statuses of CA %s: %w", caID, err)
 		}
-		out[r.Serial] = ocsp.CertStatus{
-			CAID: caID, Serial: r.Serial, Status: ca.Status(r.Status), Reason: r.Reason,
-			RevokedAt: fromUnixSec(r.RevokedAt), NotAfter: fromUnixSec(r.NotAfter),
-		}
+		out[r.Serial] = r.certStatus(caID, r.Serial)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("store: read certificate statuses of CA %s: %w", caID, err)
