@@ -176,6 +176,19 @@ func testCert(caID string) *ca.Certificate {
 	}
 }
 
+// mustInsertCerts inserts n test certificates of caID and returns their
+// serials.
+func mustInsertCerts(t testing.TB, db *DB, caID string, n int) []string {
+	t.Helper()
+	serials := make([]string, n)
+	for i := range serials {
+		c := testCert(caID)
+		mustInsertCert(t, db, c)
+		serials[i] = c.Serial
+	}
+	return serials
+}
+
 func mustInsertCert(t testing.TB, db *DB, c *ca.Certificate) {
 	t.Helper()
 	if err := db.InsertCertificate(context.Background(), c); err != nil {

@@ -110,11 +110,7 @@ func TestOCSPClaims(t *testing.T) {
 		now := testTime.Add(30 * 24 * time.Hour)
 
 		var live []string
-		for range 7 {
-			c := testCert("issuing")
-			mustInsertCert(t, db, c)
-			live = append(live, c.Serial)
-		}
+		live = append(live, mustInsertCerts(t, db, "issuing", 7)...)
 		expired := testCert("issuing")
 		expired.NotAfter = now.Add(-time.Hour)
 		mustInsertCert(t, db, expired)
@@ -288,11 +284,7 @@ func TestOCSPClaimsConcurrent(t *testing.T) {
 		db := openDB(t, dsn, Options{})
 		mustInsertCA(t, db, "issuing")
 		var all []string
-		for range 300 {
-			c := testCert("issuing")
-			mustInsertCert(t, db, c)
-			all = append(all, c.Serial)
-		}
+		all = append(all, mustInsertCerts(t, db, "issuing", 300)...)
 		slices.Sort(all)
 		now := testTime.Add(time.Hour)
 		stores := []*OCSP{newOCSPStore(t, db, dsn)}
@@ -495,11 +487,7 @@ func TestOCSPCertificateStatuses(t *testing.T) {
 		mustInsertCA(t, db, "root")
 		mustInsertCA(t, db, "issuing")
 		var serials []string
-		for range 5 {
-			c := testCert("issuing")
-			mustInsertCert(t, db, c)
-			serials = append(serials, c.Serial)
-		}
+		serials = append(serials, mustInsertCerts(t, db, "issuing", 5)...)
 		other := testCert("root")
 		mustInsertCert(t, db, other)
 		revokedAt := testTime.Add(time.Hour)
