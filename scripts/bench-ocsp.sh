@@ -24,6 +24,16 @@
 # median of the per-round ratios to the ceiling. OpenSSL's responder, an
 # order of magnitude slower, gets one run.
 #
+# wrk is a closed loop: at saturation its latency is set by how many
+# connections queue (Little's law), and it does not count the requests a
+# stall kept it from sending. So the tail at a given load is measured
+# apart, after the wrk rounds: `ocspbench rate` sends a fixed
+# OCSP_BENCH_RATE_FRACTION (0.7) of the ceiling's median throughput on a
+# schedule, over OCSP_BENCH_RATE_CONNECTIONS (64) connections for
+# OCSP_BENCH_RATE_DURATION (10s) after a 1 s warm-up, to the ceiling and
+# to the responder (POST and GET) in turn, and counts each request's
+# latency from its scheduled time.
+#
 # Before measuring, the responder gets a warm-up (not reported) that asks
 # once for every certificate, in order: the runs then see the steady state
 # of a long-running responder, whose cache holds every certificate asked
@@ -46,6 +56,9 @@ ROUNDS=${OCSP_BENCH_ROUNDS:-3}
 THREADS=${OCSP_BENCH_THREADS:-2}
 CONNS=${OCSP_BENCH_CONNECTIONS:-64}
 PORT=${OCSP_BENCH_PORT:-28480}
+RATE_FRACTION=${OCSP_BENCH_RATE_FRACTION:-0.7}
+RATE_CONNS=${OCSP_BENCH_RATE_CONNECTIONS:-64}
+RATE_DUR=${OCSP_BENCH_RATE_DURATION:-10s}
 GMTRUST=$ROOT/bin/gmtrust
 LUA=$ROOT/scripts/ocsp-post.lua
 
@@ -77,7 +90,9 @@ go build -o "$WORK/ocspbench" ./internal/cmd/ocspbench
 
 export GMTRUST_KEY_PASSPHRASE=ocsp-bench-passphrase
 RESULTS=$WORK/results.txt
+RATE_RESULTS=$WORK/rate-results.txt
 : >"$RESULTS"
+: >"$RATE_RESULTS"
 : >"$WORK/cache.txt"
 
 # record LABEL ROUND RESULT_LINE -- prints a run and appends
@@ -101,6 +116,23 @@ run() {
 		wrk -t"$THREADS" -c"$CONNS" -d"$DUR" --timeout 5s -s "$LUA" "$4")
 	line=$(grep '^RESULT' <<<"$out") || { echo "$out" >&2; return 1; }
 	record "$1" "$2" "$line"
+}
+
+# run_rate LABEL ROUND MODE URL REQDIR RATE -- one fixed-rate run
+# (ocspbench rate): appends "LABEL ROUND rps p50 p90 p99 p999 max behind
+# errors" to $RATE_RESULTS.
+run_rate() {
+	local dir=$5 line errs
+	# shellcheck disable=SC1091
+	. "$dir/records.env"
+	line=$("$WORK/ocspbench" rate -url "$4" -dir "$dir" -mode "$3" -record "$POST_RECORD" \
+		-rate "$6" -conns "$RATE_CONNS" -duration "$RATE_DUR" -warmup 1s | grep '^RESULT') || return 1
+	errs=$(($(field "$line" errors) + $(field "$line" status_errors)))
+	printf '%-22s round %s %9s req/s  p50 %7s  p99 %7s  p99.9 %7s  max %8s ms  behind %s ms  errors %s\n' "$1" "$2" \
+		"$(field "$line" rps)" "$(field "$line" p50_ms)" "$(field "$line" p99_ms)" "$(field "$line" p999_ms)" \
+		"$(field "$line" max_ms)" "$(field "$line" behind_ms)" "$errs"
+	echo "$1 $2 $(field "$line" rps) $(field "$line" p50_ms) $(field "$line" p90_ms) $(field "$line" p99_ms)" \
+		"$(field "$line" p999_ms) $(field "$line" max_ms) $(field "$line" behind_ms) $errs" >>"$RATE_RESULTS"
 }
 
 # warm URL REQDIR DURATION -- an unreported run asking for every
@@ -177,6 +209,18 @@ for alg in sm2 ecdsa-p256; do
 	read -r h1 r1 m1 n1 d1 < <(cache_counts "$SRV" "$token")
 	echo "$alg cache during the measured runs: $((h1 - h0)) hits, $((r1 - r0)) revalidated on the request path, $((m1 - m0)) misses;" \
 		"$((n1 - n0)) renewed in the background, $((d1 - d0)) dropped from the refresher's queue" | tee -a "$WORK/cache.txt"
+
+	# The tail at a fixed load: OCSP_BENCH_RATE_FRACTION of the ceiling's
+	# median throughput above, sent on a fixed schedule (ocspbench rate),
+	# to the ceiling and to the responder in turn.
+	ceil_rps=$(awk -v k="ceiling@$alg" '$1 == k { print $3 }' "$RESULTS" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+	rate=$(awk -v c="$ceil_rps" -v f="$RATE_FRACTION" 'BEGIN { printf "%.0f", c * f }')
+	echo "== $alg: fixed rate $rate req/s ($RATE_FRACTION of the ceiling's $ceil_rps), $RATE_CONNS connections, $RATE_DUR per run"
+	for r in $(seq "$ROUNDS"); do
+		run_rate "rate-ceiling@$alg" "$r" post "$CEIL" "$d" "$rate"
+		run_rate "rate-$alg-post" "$r" post "$SRV" "$d" "$rate"
+		run_rate "rate-$alg-get" "$r" get "$SRV" "$d" "$rate"
+	done
 	kill "$SRV_PID"
 	wait "$SRV_PID" 2>/dev/null || true
 
@@ -245,3 +289,23 @@ awk -v rounds="$ROUNDS" '
 		printf "errors (connect/read/write/timeout/non-2xx)     %d\n", errs
 	}' "$RESULTS"
 cat "$WORK/cache.txt"
+echo
+echo "== fixed rate ($RATE_FRACTION of each ceiling's median, ocspbench rate, $RATE_CONNS connections, $RATE_DUR per run,"
+echo "   latency from each request's scheduled time): medians of $ROUNDS interleaved rounds"
+awk -v rounds="$ROUNDS" '
+	function median(a, n,    i, j, t) {
+		for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
+		return n % 2 ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2
+	}
+	function med(label, col,    r, n, v) { n = 0; for (r = 1; r <= rounds; r++) if ((label, r, col) in x) v[++n] = x[label, r, col]; return n ? median(v, n) : 0 }
+	{ for (c = 3; c <= 10; c++) x[$1, $2, c] = $c; seen[$1] = 1; errs += $10 }
+	END {
+		printf "%-22s %9s %8s %8s %8s %8s %8s %10s\n", "", "req/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "behind ms"
+		split("rate-ceiling@sm2 rate-sm2-post rate-sm2-get rate-ceiling@ecdsa-p256 rate-ecdsa-p256-post rate-ecdsa-p256-get", order, " ")
+		for (i = 1; i <= 6; i++) {
+			k = order[i]
+			if (k in seen) printf "%-22s %9.0f %8.3f %8.3f %8.3f %8.3f %8.3f %10.1f\n", k, med(k, 3), med(k, 4), med(k, 5), med(k, 6), med(k, 7), med(k, 8), med(k, 9)
+		}
+		printf "sm2 POST pre-signed p99 at the fixed rate        %6.3f ms   target < 5 ms\n", med("rate-sm2-post", 6)
+		printf "errors (connect/read/write/non-200)              %d\n", errs
+	}' "$RATE_RESULTS"

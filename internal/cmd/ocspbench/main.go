@@ -19,6 +19,11 @@
 //	    writes a CPU profile of the given window, to find what the
 //	    responder's hot path costs under wrk.
 //
+//	ocspbench rate -url URL -dir DIR -mode post|get|nonce -record N -rate R [-conns 64 -duration 10s -warmup 1s]
+//	    sends R requests per second on a fixed schedule (an open loop,
+//	    unlike wrk) and prints the latency percentiles counted from each
+//	    request's scheduled time: the tail at a given load.
+//
 // ocsp.key is the OCSP signer's private key exported in clear from the
 // software keystore, only so that OpenSSL's responder can sign with the
 // same key in the benchmark. gmtrust itself never exports keys; do not run
@@ -65,7 +70,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: ocspbench seed|ceiling [flags]")
+		fmt.Fprintln(os.Stderr, "usage: ocspbench seed|ceiling|profile|rate [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -76,8 +81,10 @@ func main() {
 		err = ceiling(os.Args[2:])
 	case "profile":
 		err = profile(os.Args[2:])
+	case "rate":
+		err = rate(os.Args[2:])
 	default:
-		err = fmt.Errorf("unknown mode %q (want seed, ceiling or profile)", os.Args[1])
+		err = fmt.Errorf("unknown mode %q (want seed, ceiling, profile or rate)", os.Args[1])
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "ocspbench:", err)

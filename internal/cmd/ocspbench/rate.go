@@ -1,0 +1,317 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// rate runs an open-loop load at a fixed request rate and prints one
+// RESULT line, in the format of scripts/wrk-result.lua plus the tail.
+//
+// wrk is a closed loop: each connection sends its next request when the
+// previous answer arrives, so at saturation the latency it reports is set
+// by how many connections queue at the server (Little's law), and a stall
+// delays the requests that would have been sent during it without
+// counting them (coordinated omission). Neither says what a relying party
+// sees at a given load. Here every request has a scheduled send time
+// (rate/conns per connection, staggered), and its latency runs from that
+// time: a request that had to wait behind a slow answer on its connection
+// counts the wait. Only the client's own lateness is left out: when a
+// connection was idle at the scheduled time, the clock starts when the
+// request is actually written, so timer jitter of this process does not
+// count against the server.
+func rate(args []string) error {
+	fs := flag.NewFlagSet("rate", flag.ExitOnError)
+	target := fs.String("url", "", "server base URL, http://HOST:PORT")
+	dir := fs.String("dir", "", "request files written by `ocspbench seed`")
+	mode := fs.String("mode", "post", "post, get or nonce")
+	record := fs.Int("record", 0, "size of one DER record in post.bin/nonce.bin")
+	path := fs.String("path", "/ocsp", "POST path")
+	perSec := fs.Float64("rate", 1000, "requests per second, in total")
+	conns := fs.Int("conns", 64, "connections")
+	duration := fs.Duration("duration", 10*time.Second, "measured time")
+	warmup := fs.Duration("warmup", time.Second, "unmeasured time at the same rate before it")
+	_ = fs.Parse(args)
+
+	host, err := hostOf(*target)
+	if err != nil {
+		return err
+	}
+	reqs, err := loadRequests(*dir, *mode, *record, *path, host)
+	if err != nil {
+		return err
+	}
+	res, err := runRate(context.Background(), rateConfig{
+		Addr: host, Requests: reqs, Rate: *perSec, Conns: *conns,
+		Duration: *duration, Warmup: *warmup,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Println(res.line())
+	return nil
+}
+
+func hostOf(u string) (string, error) {
+	h, ok := bytes.CutPrefix([]byte(u), []byte("http://"))
+	if !ok || len(h) == 0 {
+		return "", fmt.Errorf("url %q: want http://HOST:PORT", u)
+	}
+	return string(bytes.TrimSuffix(h, []byte("/"))), nil
+}
+
+// loadRequests formats every request of the seeded files once, as the wrk
+// script does, so that sending one is a write of prepared bytes.
+func loadRequests(dir, mode string, record int, path, host string) ([][]byte, error) {
+	var reqs [][]byte
+	switch mode {
+	case "get":
+		b, err := os.ReadFile(filepath.Join(dir, "get.txt"))
+		if err != nil {
+			return nil, err
+		}
+		for line := range bytes.SplitSeq(b, []byte("\n")) {
+			if len(line) > 0 {
+				reqs = append(reqs, fmt.Appendf(nil, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", line, host))
+			}
+		}
+	case "post", "nonce":
+		name := "post.bin"
+		if mode == "nonce" {
+			name = "nonce.bin"
+		}
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			return nil, err
+		}
+		if record <= 0 || len(b)%record != 0 {
+			return nil, fmt.Errorf("%s: record size %d does not divide %d bytes", name, record, len(b))
+		}
+		for off := 0; off < len(b); off += record {
+			r := fmt.Appendf(nil, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/ocsp-request\r\nContent-Length: %d\r\n\r\n", path, host, record)
+			reqs = append(reqs, append(r, b[off:off+record]...))
+		}
+	default:
+		return nil, fmt.Errorf("mode %q: want post, get or nonce", mode)
+	}
+	if len(reqs) == 0 {
+		return nil, errors.New("no requests")
+	}
+	return reqs, nil
+}
+
+type rateConfig struct {
+	Addr     string   // host:port
+	Requests [][]byte // complete HTTP/1.1 requests; each send picks one at random
+	Rate     float64  // requests per second over all connections
+	Conns    int
+	Duration time.Duration // measured
+	Warmup   time.Duration // sent at the same rate before, not measured
+}
+
+type rateResult struct {
+	Rate      float64         // asked for
+	Duration  time.Duration   // measured window
+	Latencies []time.Duration // from the scheduled send time, see rate
+	Errors    int             // connection and protocol errors
+	Status    int             // answers other than 200
+	Late      time.Duration   // how far the last request of the window started behind schedule, worst connection
+}
+
+func (r rateResult) line() string {
+	q := quantiles(r.Latencies, 0.5, 0.9, 0.99, 0.999, 1)
+	ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
+	return fmt.Sprintf("RESULT requests=%d seconds=%.2f rps=%.0f target_rps=%.0f p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f p999_ms=%.3f max_ms=%.3f behind_ms=%.1f errors=%d status_errors=%d",
+		len(r.Latencies), r.Duration.Seconds(), float64(len(r.Latencies))/r.Duration.Seconds(), r.Rate,
+		ms(q[0]), ms(q[1]), ms(q[2]), ms(q[3]), ms(q[4]), ms(r.Late), r.Errors, r.Status)
+}
+
+// quantiles returns the p-quantiles (0 < p <= 1) of lat, by rank.
+func quantiles(lat []time.Duration, ps ...float64) []time.Duration {
+	l := slices.Clone(lat)
+	slices.Sort(l)
+	out := make([]time.Duration, len(ps))
+	if len(l) == 0 {
+		return out
+	}
+	for i, p := range ps {
+		out[i] = l[min(int(p*float64(len(l))), len(l)-1)]
+	}
+	return out
+}
+
+// runRate sends cfg.Rate requests per second for Warmup+Duration and
+// returns the latencies of the requests scheduled in the measured window.
+// Connection i sends its k-th request at start + (i + k·Conns)/Rate.
+func runRate(ctx context.Context, cfg rateConfig) (rateResult, error) {
+	if cfg.Rate <= 0 || cfg.Conns <= 0 || len(cfg.Requests) == 0 {
+		return rateResult{}, errors.New("rate, conns and requests must be positive")
+	}
+	interval := time.Duration(float64(time.Second) / cfg.Rate)
+	start := time.Now().Add(50 * time.Millisecond)
+	measureFrom := start.Add(cfg.Warmup)
+	end := measureFrom.Add(cfg.Duration)
+	perConn := int(cfg.Rate*cfg.Duration.Seconds())/cfg.Conns + 1
+
+	type connResult struct {
+		lat    []time.Duration
+		errs   int
+		status int
+		late   time.Duration
+	}
+	results := make([]connResult, cfg.Conns)
+	var wg sync.WaitGroup
+	for i := range cfg.Conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cr := &results[i]
+			cr.lat = make([]time.Duration, 0, perConn)
+			rng := rand.New(rand.NewPCG(uint64(i), uint64(start.UnixNano())))
+			c := &rateConn{addr: cfg.Addr}
+			defer c.close()
+			for k := 0; ; k++ {
+				sched := start.Add(time.Duration(i+k*cfg.Conns) * interval)
+				if !sched.Before(end) || ctx.Err() != nil {
+					return
+				}
+				from, now := sched, time.Now()
+				if now.Before(sched) {
+					time.Sleep(sched.Sub(now))
+					from = time.Now()
+				}
+				if !sched.Before(measureFrom) {
+					cr.late = max(0, now.Sub(sched))
+				}
+				status, err := c.do(cfg.Requests[rng.IntN(len(cfg.Requests))])
+				done := time.Now()
+				if sched.Before(measureFrom) {
+					continue
+				}
+				switch {
+				case err != nil:
+					cr.errs++
+				case status != 200:
+					cr.status++
+				default:
+					cr.lat = append(cr.lat, done.Sub(from))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	res := rateResult{Rate: cfg.Rate, Duration: cfg.Duration}
+	for _, cr := range results {
+		res.Latencies = append(res.Latencies, cr.lat...)
+		res.Errors += cr.errs
+		res.Status += cr.status
+		res.Late = max(res.Late, cr.late)
+	}
+	return res, nil
+}
+
+// rateConn is one keep-alive HTTP/1.1 connection that sends a prepared
+// request and reads the answer: status line, headers up to the blank
+// line, and a Content-Length body. It reconnects after an error or an
+// answer that closes the connection.
+type rateConn struct {
+	addr string
+	conn net.Conn
+	br   *bufio.Reader
+	body []byte
+}
+
+func (c *rateConn) close() {
+	if c.conn != nil {
+		c.conn.Close()
+		c.conn = nil
+	}
+}
+
+func (c *rateConn) do(req []byte) (int, error) {
+	if c.conn == nil {
+		conn, err := net.Dial("tcp", c.addr)
+		if err != nil {
+			return 0, err
+		}
+		c.conn = conn
+		if c.br == nil {
+			c.br = bufio.NewReaderSize(conn, 16<<10)
+		} else {
+			c.br.Reset(conn)
+		}
+	}
+	status, err := c.exchange(req)
+	if err != nil {
+		c.close()
+	}
+	return status, err
+}
+
+func (c *rateConn) exchange(req []byte) (int, error) {
+	if _, err := c.conn.Write(req); err != nil {
+		return 0, err
+	}
+	line, err := c.br.ReadSlice('\n')
+	if err != nil {
+		return 0, err
+	}
+	// "HTTP/1.1 200 OK"
+	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) {
+		return 0, fmt.Errorf("bad status line %q", line)
+	}
+	status, err := strconv.Atoi(string(line[9:12]))
+	if err != nil {
+		return 0, fmt.Errorf("bad status line %q", line)
+	}
+	length, closing := -1, false
+	for {
+		h, err := c.br.ReadSlice('\n')
+		if err != nil {
+			return 0, err
+		}
+		h = bytes.TrimRight(h, "\r\n")
+		if len(h) == 0 {
+			break
+		}
+		name, value, ok := bytes.Cut(h, []byte(":"))
+		if !ok {
+			return 0, fmt.Errorf("bad header line %q", h)
+		}
+		value = bytes.TrimSpace(value)
+		switch {
+		case bytes.EqualFold(name, []byte("Content-Length")):
+			if length, err = strconv.Atoi(string(value)); err != nil || length < 0 {
+				return 0, fmt.Errorf("bad Content-Length %q", value)
+			}
+		case bytes.EqualFold(name, []byte("Connection")):
+			closing = bytes.EqualFold(value, []byte("close"))
+		}
+	}
+	if length < 0 {
+		return 0, errors.New("answer without Content-Length")
+	}
+	if cap(c.body) < length {
+		c.body = make([]byte, length)
+	}
+	if _, err := io.ReadFull(c.br, c.body[:length]); err != nil {
+		return 0, err
+	}
+	if closing {
+		c.close()
+	}
+	return status, nil
+}

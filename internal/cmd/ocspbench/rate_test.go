@@ -1,0 +1,118 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func rateRequests(t *testing.T, host string, paths ...string) [][]byte {
+	t.Helper()
+	var reqs [][]byte
+	for _, p := range paths {
+		reqs = append(reqs, []byte("GET "+p+" HTTP/1.1\r\nHost: "+host+"\r\n\r\n"))
+	}
+	return reqs
+}
+
+func TestRunRate(t *testing.T) {
+	var calls atomic.Int64
+	stallAt := int64(-1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := calls.Add(1)
+		if n == atomic.LoadInt64(&stallAt) {
+			time.Sleep(200 * time.Millisecond)
+		}
+		if r.URL.Path == "/missing" {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = w.Write([]byte("fixed answer"))
+	}))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+
+	tests := []struct {
+		name      string
+		paths     []string
+		stall     int64 // the call that answers 200 ms late, or -1
+		wantOK    bool  // latencies recorded (answers 200)
+		minP99    time.Duration
+		maxP99    time.Duration
+		minStatus int
+	}{
+		// 1000 req/s for 0.5 s: about 500 measured requests, fast.
+		{name: "steady", paths: []string{"/a", "/b"}, stall: -1, wantOK: true, maxP99: 50 * time.Millisecond},
+		// One answer 200 ms late holds up its connection: the requests
+		// scheduled on it meanwhile (one every 4 ms) count their wait,
+		// about 50 of 500, so p99 is well above 100 ms. A closed-loop
+		// count would have one slow request and a fast p99.
+		{name: "stall is counted", paths: []string{"/a"}, stall: 700, wantOK: true, minP99: 100 * time.Millisecond},
+		{name: "status errors", paths: []string{"/missing"}, stall: -1, minStatus: 400},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			calls.Store(0)
+			atomic.StoreInt64(&stallAt, tc.stall)
+			res, err := runRate(context.Background(), rateConfig{
+				Addr: host, Requests: rateRequests(t, host, tc.paths...),
+				Rate: 1000, Conns: 4, Duration: 500 * time.Millisecond, Warmup: 500 * time.Millisecond,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Errors != 0 {
+				t.Fatalf("errors = %d", res.Errors)
+			}
+			if res.Status < tc.minStatus {
+				t.Errorf("status errors = %d, want >= %d", res.Status, tc.minStatus)
+			}
+			if !tc.wantOK {
+				if len(res.Latencies) != 0 {
+					t.Errorf("%d latencies recorded for failed answers", len(res.Latencies))
+				}
+				return
+			}
+			// The schedule fixes the count: 500 in the window, give or
+			// take the connections' boundaries.
+			if n := len(res.Latencies); n < 490 || n > 510 {
+				t.Errorf("measured %d requests, want ~500", n)
+			}
+			line := res.line()
+			p99 := quantiles(res.Latencies, 0.99)[0]
+			if tc.minP99 > 0 && p99 < tc.minP99 {
+				t.Errorf("p99 = %v, want >= %v (%s)", p99, tc.minP99, line)
+			}
+			if tc.maxP99 > 0 && p99 > tc.maxP99 {
+				t.Errorf("p99 = %v, want <= %v (%s)", p99, tc.maxP99, line)
+			}
+			if !strings.HasPrefix(line, "RESULT requests=") || !strings.Contains(line, " p99_ms=") {
+				t.Errorf("line = %q", line)
+			}
+		})
+	}
+}
+
+func TestRateConnReconnects(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "close")
+		_, _ = w.Write([]byte("bye"))
+	}))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	c := &rateConn{addr: host}
+	defer c.close()
+	for i := range 3 {
+		status, err := c.do(rateRequests(t, host, "/")[0])
+		if err != nil || status != 200 {
+			t.Fatalf("request %d: status %d, err %v", i, status, err)
+		}
+		if c.conn != nil {
+			t.Fatalf("request %d: connection kept after Connection: close", i)
+		}
+	}
+}
