@@ -60,6 +60,9 @@ type OCSP struct {
 	getResponse *sqlx.Stmt
 	getStatus   *sqlx.Stmt
 	getStatuses *sqlx.Stmt
+	// queries holds the statements' SQL by name, for tests that check
+	// their query plans.
+	queries map[string]string
 }
 
 // NewOCSP prepares the OCSP statements of d.
@@ -75,31 +78,41 @@ func NewOCSP(ctx context.Context, d *DB, o OCSPOptions) (*OCSP, error) {
 		return nil, fmt.Errorf("%w: the OCSP store needs the PostgreSQL DSN for LISTEN", ErrInvalid)
 	}
 	var err error
-	// The status columns are compared with the certificate's so that a
-	// response left stale (a process died between recording a
-	// revocation and re-signing) is never served.
-	if s.getResponse, err = d.db.PreparexContext(ctx, d.Rebind(`SELECT r.status, r.reason, r.revoked_at,
+	// Status reads go through the covering index certificates_status
+	// (migration 00007), which SQLite must be told to use.
+	byStatus := ""
+	if d.dialect == DialectSQLite {
+		byStatus = " INDEXED BY certificates_status"
+	}
+	s.queries = map[string]string{
+		// The status columns are compared with the certificate's so that
+		// a response left stale (a process died between recording a
+		// revocation and re-signing) is never served.
+		"response": d.Rebind(`SELECT r.status, r.reason, r.revoked_at,
 		r.this_update, r.next_update, r.refresh_at, r.der
-		FROM ocsp_responses r JOIN certificates c ON c.ca_id = r.ca_id AND c.serial = r.serial
+		FROM ocsp_responses r JOIN certificates c` + byStatus + ` ON c.ca_id = r.ca_id AND c.serial = r.serial
 		WHERE r.ca_id = ? AND r.serial = ? AND r.hash_alg = ?
-		AND c.status = r.status AND c.reason = r.reason AND c.revoked_at = r.revoked_at`)); err != nil {
+		AND c.status = r.status AND c.reason = r.reason AND c.revoked_at = r.revoked_at`),
+		"status": d.Rebind(`SELECT status, reason, revoked_at, not_after
+		FROM certificates` + byStatus + ` WHERE ca_id = ? AND serial = ?`),
+		// Many serials in one statement with one parameter: a PostgreSQL
+		// array, or a JSON array that SQLite's json_each unpacks; both
+		// walk the index once per serial.
+		"statuses": d.Rebind(`SELECT serial, status, reason, revoked_at, not_after FROM certificates` + byStatus + `
+		WHERE ca_id = ? AND serial IN (SELECT value FROM json_each(?))`),
+	}
+	if d.dialect == DialectPostgres {
+		s.queries["statuses"] = d.Rebind(`SELECT serial, status, reason, revoked_at, not_after FROM certificates
+		WHERE ca_id = ? AND serial = ANY(?::text[])`)
+	}
+	if s.getResponse, err = d.db.PreparexContext(ctx, s.queries["response"]); err != nil {
 		return nil, fmt.Errorf("store: prepare OCSP response query: %w", err)
 	}
-	if s.getStatus, err = d.db.PreparexContext(ctx, d.Rebind(`SELECT status, reason, revoked_at, not_after
-		FROM certificates WHERE ca_id = ? AND serial = ?`)); err != nil {
+	if s.getStatus, err = d.db.PreparexContext(ctx, s.queries["status"]); err != nil {
 		s.getResponse.Close()
 		return nil, fmt.Errorf("store: prepare certificate status query: %w", err)
 	}
-	// Many serials in one statement with one parameter: a PostgreSQL
-	// array, or a JSON array that SQLite's json_each unpacks; both walk
-	// the (ca_id, serial) primary key once per serial.
-	statuses := `SELECT serial, status, reason, revoked_at, not_after FROM certificates
-		WHERE ca_id = ? AND serial IN (SELECT value FROM json_each(?))`
-	if d.dialect == DialectPostgres {
-		statuses = `SELECT serial, status, reason, revoked_at, not_after FROM certificates
-		WHERE ca_id = ? AND serial = ANY(?::text[])`
-	}
-	if s.getStatuses, err = d.db.PreparexContext(ctx, d.Rebind(statuses)); err != nil {
+	if s.getStatuses, err = d.db.PreparexContext(ctx, s.queries["statuses"]); err != nil {
 		s.getResponse.Close()
 		s.getStatus.Close()
 		return nil, fmt.Errorf("store: prepare certificate statuses query: %w", err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -524,4 +525,38 @@ func TestOCSPCertificateStatuses(t *testing.T) {
 			t.Errorf("oversized batch: %v, want ErrInvalid", err)
 		}
 	})
+}
+
+// TestOCSPStatusReadsAreIndexOnly checks that SQLite answers the
+// responder's status reads from the covering index certificates_status
+// (migration 00007), never from the certificate rows with their DER.
+func TestOCSPStatusReadsAreIndexOnly(t *testing.T) {
+	_, s := openOCSP(t, sqliteBackend())
+	for _, q := range []struct {
+		name string
+		args []any
+	}{
+		{"status", []any{"ca", "01"}},
+		{"statuses", []any{"ca", `["01","02"]`}},
+		{"response", []any{"ca", "01", 1}},
+	} {
+		rows, err := s.d.db.QueryxContext(context.Background(), "EXPLAIN QUERY PLAN "+s.queries[q.name], q.args...)
+		if err != nil {
+			t.Fatalf("%s: %v", q.name, err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, notused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		rows.Close()
+		joined := strings.Join(plan, "; ")
+		if !strings.Contains(joined, "COVERING INDEX certificates_status") {
+			t.Errorf("%s query plan does not read statuses from the covering index: %s", q.name, joined)
+		}
+	}
 }

@@ -262,6 +262,10 @@ func isBusy(err error) bool {
 	return errors.As(err, &coded) && coded.Code()&0xff == 5
 }
 
+// sqliteCacheKiB is each SQLite connection's page cache limit (see
+// parseDSN).
+const sqliteCacheKiB = 32 << 10
+
 // parseDSN tells the dialect of dsn and returns what to hand the driver.
 func parseDSN(dsn string, busy time.Duration) (dialect, driverDSN string, err error) {
 	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
@@ -301,9 +305,14 @@ func parseDSN(dsn string, busy time.Duration) (dialect, driverDSN string, err er
 	// transaction never fails half-way trying to upgrade a read lock;
 	// wal_autocheckpoint(8192) (32 MiB of WAL instead of 4 MiB) makes the
 	// checkpoints that also fsync the main database file 8x rarer, worth
-	// 5-10 % of issuance throughput here (BENCHMARKS.md).
-	params := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_pragma=wal_autocheckpoint(8192)&_txlock=immediate",
-		busy.Milliseconds())
+	// 5-10 % of issuance throughput here (BENCHMARKS.md); cache_size lets
+	// a connection keep up to 32 MiB of pages instead of 2 MiB, so that
+	// the index the OCSP responder reads statuses from (60 bytes a
+	// certificate) stays in memory instead of costing a file read per
+	// page. SQLite allocates the cache as pages are read, so a connection
+	// that reads little holds little.
+	params := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_pragma=wal_autocheckpoint(8192)&_pragma=cache_size(-%d)&_txlock=immediate",
+		busy.Milliseconds(), sqliteCacheKiB)
 	if strings.HasPrefix(path, "file:") {
 		sep := "?"
 		if strings.Contains(path, "?") {

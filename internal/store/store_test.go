@@ -82,6 +82,7 @@ func TestSQLiteSettings(t *testing.T) {
 		{"synchronous", "2"}, // FULL
 		{"foreign_keys", "1"},
 		{"busy_timeout", "10000"},
+		{"cache_size", "-32768"}, // KiB
 	} {
 		var got string
 		if err := conn.GetContext(ctx, &got, "PRAGMA "+tt.pragma); err != nil {
