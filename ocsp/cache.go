@@ -52,6 +52,11 @@ type entry struct {
 	// for the store; queued marks it asked.
 	refreshAt time.Time
 	queued    atomic.Bool
+	// verifiedAt is when the status was read (the entry was made or
+	// renewed no earlier than the read); verifyBy bounds how long the
+	// invalidation listener may vouch for it (Responder.servable), zero
+	// when it may not.
+	verifiedAt, verifyBy time.Time
 	// httpMaxAge caps Cache-Control max-age (shorter for "unknown").
 	httpMaxAge time.Duration
 	// hdr holds the response header values, formatted once so that
@@ -85,10 +90,11 @@ func (e *entry) etag() string { return e.hdr[hdrETag] }
 
 // newEntry makes a cache entry for a signed response, cached at now.
 func (r *Responder) newEntry(der []byte, status Status, reason int, revokedAt, thisUpdate, nextUpdate, now time.Time, httpMaxAge time.Duration) *entry {
-	refreshAt, expires := r.cacheExpiry(now, status)
+	refreshAt, expires, verifyBy := r.cacheExpiry(now, status)
 	e := &entry{
 		der: der, status: status, reason: reason, revokedAt: revokedAt,
-		thisUpdate: thisUpdate, nextUpdate: nextUpdate, expires: expires, refreshAt: refreshAt, httpMaxAge: httpMaxAge,
+		thisUpdate: thisUpdate, nextUpdate: nextUpdate, expires: expires, refreshAt: refreshAt,
+		verifiedAt: now, verifyBy: verifyBy, httpMaxAge: httpMaxAge,
 	}
 	sum := sha256.Sum256(der)
 	var b [256]byte
@@ -130,11 +136,11 @@ func (e *entry) hasStatus(st *CertStatus) bool {
 // the store confirmed its status. The formatted headers are shared: they
 // never change.
 func (r *Responder) renewed(e *entry, now time.Time) *entry {
-	refreshAt, expires := r.cacheExpiry(now, e.status)
+	refreshAt, expires, verifyBy := r.cacheExpiry(now, e.status)
 	return &entry{
 		der: e.der, status: e.status, reason: e.reason, revokedAt: e.revokedAt,
 		thisUpdate: e.thisUpdate, nextUpdate: e.nextUpdate, expires: expires, refreshAt: refreshAt, revalidateUntil: e.revalidateUntil,
-		httpMaxAge: e.httpMaxAge, hdr: e.hdr,
+		verifiedAt: now, verifyBy: verifyBy, httpMaxAge: e.httpMaxAge, hdr: e.hdr,
 	}
 }
 

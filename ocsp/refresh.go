@@ -8,14 +8,17 @@ import (
 )
 
 // Refresh-ahead. A cached entry is served without asking the store until
-// its cache age (Config.CacheMaxAge) runs out; after that the request that
-// finds it waits for a status read. Under load most entries are in use
+// its cache age runs out (Config.CacheMaxAge after its status was read or,
+// while the invalidation listener vouches for it, Config.VerifyMaxAge
+// after: see Responder.servable); after that the request that finds it
+// waits for a status read. Under load most entries are in use
 // when their age runs out, and entries filled together (a warm-up, a
 // restart) run out together, so that read would sit on the request path
 // thousands of times a second: on PostgreSQL it is a network round trip
 // per request.
 //
-// So an entry in its last quarter of cache age (refreshAt) that is hit is
+// So an entry in its last quarter of cache age (refreshAt; a quarter of
+// CacheMaxAge before VerifyMaxAge when vouched for) that is hit is
 // queued for RunRefresher, which confirms the statuses of up to
 // refreshBatch queued entries of a CA with one store query and renews
 // those whose status is unchanged. Nothing is served longer than before:

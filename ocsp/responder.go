@@ -36,13 +36,20 @@ import (
 // this process never serves a stale "good" once Revoke has returned. Other
 // processes sharing a PostgreSQL database evict on the NOTIFY sent when the
 // re-signed responses commit (milliseconds); should a notice be lost (the
-// LISTEN connection drops), the whole cache is flushed on reconnect and no
-// cached entry is served longer than Config.CacheMaxAge (60 s by default)
-// without re-reading the store. Entries in use are re-read in the
-// background, in batches, before that age runs out (RunRefresher,
-// refresh.go), so the request path rarely waits for the store. A stored
-// response is served only while its recorded status still matches the
-// certificates table.
+// LISTEN connection drops), the whole cache is flushed on reconnect. Every
+// status change also leaves a revocation event that the invalidation
+// listener polls (both databases, every 250 ms) and evicts; after each
+// complete poll it tells the responder (InvalidationsApplied) that every
+// change committed until then has reached the cache. A cached entry is
+// served for Config.CacheMaxAge (60 s by default) after the later of its
+// own status read and the last complete poll, but never longer than
+// Config.VerifyMaxAge (10 min) after its own status read: the listener
+// vouches for entries while it keeps up, and should it fall behind or
+// miss an event, the store is read again within those bounds. Entries in
+// use are re-read in the background, in batches, before their age runs
+// out (RunRefresher, refresh.go), so the request path rarely waits for
+// the store. A stored response is served only while its recorded status
+// still matches the certificates table.
 //
 // Expired certificates are answered with their last status (good or
 // revoked), as RFC 6960 section 2.2 allows: the CA keeps their rows, and a
@@ -55,6 +62,7 @@ const (
 	DefaultCacheEntries   = 100_000
 	DefaultCacheMaxAge    = 60 * time.Second
 	DefaultNegativeMaxAge = 10 * time.Second
+	DefaultVerifyMaxAge   = 10 * time.Minute
 	DefaultHTTPMaxAge     = time.Hour
 	// DefaultRenewMargin is the minimum remaining validity of the OCSP
 	// signing certificate before it is renewed; renewal also happens when
@@ -212,10 +220,17 @@ type Config struct {
 	Validity time.Duration
 	// CacheEntries bounds the in-memory cache (DefaultCacheEntries).
 	CacheEntries int
-	// CacheMaxAge is how long a cached response is served before the
-	// store is read again (DefaultCacheMaxAge): the safety net should a
-	// revocation notice from another process be lost.
+	// CacheMaxAge is how long a cached response is served after its
+	// status was last confirmed, by a read of the store or by a complete
+	// poll of the invalidation listener (DefaultCacheMaxAge): the bound
+	// on staleness should the listener stop.
 	CacheMaxAge time.Duration
+	// VerifyMaxAge is how long a cached response is served after its
+	// status was last read from the store, however current the listener
+	// is (DefaultVerifyMaxAge; at least CacheMaxAge): the safety net
+	// should a revocation event be missed. Each entry in use costs one
+	// status read per VerifyMaxAge.
+	VerifyMaxAge time.Duration
 	// NegativeMaxAge is how long an "unknown" answer is cached
 	// (DefaultNegativeMaxAge).
 	NegativeMaxAge time.Duration
@@ -258,6 +273,10 @@ func (c *Config) defaults() error {
 	if c.NegativeMaxAge <= 0 {
 		c.NegativeMaxAge = DefaultNegativeMaxAge
 	}
+	if c.VerifyMaxAge <= 0 {
+		c.VerifyMaxAge = DefaultVerifyMaxAge
+	}
+	c.VerifyMaxAge = max(c.VerifyMaxAge, c.CacheMaxAge)
 	if c.HTTPMaxAge <= 0 {
 		c.HTTPMaxAge = DefaultHTTPMaxAge
 	}
@@ -337,6 +356,9 @@ type Responder struct {
 	// while it runs (see refresh.go).
 	refreshQ  chan refreshJob
 	refreshOn atomic.Bool
+	// applied is what the invalidation listener last reported
+	// (InvalidationsApplied); nil until it has.
+	applied atomic.Pointer[appliedSpan]
 }
 
 // New builds a responder and loads the current signer of every CA.
@@ -701,12 +723,14 @@ func (r *Responder) resolve(ctx context.Context, iss *issuerState, id *CertID, w
 	usable := canonical || !withDER
 	now := r.now()
 	cached := r.cache.get(key)
-	if cached != nil && usable && now.Before(cached.expires) && now.Before(cached.nextUpdate) {
-		r.metrics.cacheHit.Inc()
-		if !now.Before(cached.refreshAt) {
-			r.queueRefresh(iss, key, cached)
+	if cached != nil && usable && now.Before(cached.nextUpdate) {
+		if until, refreshAt := r.servable(cached); now.Before(until) {
+			r.metrics.cacheHit.Inc()
+			if !now.Before(refreshAt) {
+				r.queueRefresh(iss, key, cached)
+			}
+			return cached, nil
 		}
-		return cached, nil
 	}
 	gen := r.cache.generation(key)
 	serial := id.SerialNumber.Text(16)
@@ -813,13 +837,69 @@ func (r *Responder) storedEntry(sr *StoredResponse, now time.Time) *entry {
 // part of up to a quarter so that entries filled together (after a
 // restart) are not all refreshed together; refreshAt is a quarter of the
 // age before expires.
-func (r *Responder) cacheExpiry(now time.Time, s Status) (refreshAt, expires time.Time) {
+//
+// verifyBy is when the entry must be read again however current the
+// invalidation listener is: VerifyMaxAge away, less a random part of up
+// to a quarter. It is zero for "unknown": issuing a certificate leaves no
+// revocation event, so the listener cannot vouch for an unknown answer.
+func (r *Responder) cacheExpiry(now time.Time, s Status) (refreshAt, expires, verifyBy time.Time) {
 	age := r.cfg.CacheMaxAge
 	if s == Unknown {
 		age = r.cfg.NegativeMaxAge
 	}
 	expires = now.Add(age - time.Duration(rand.Int64N(int64(age/4)+1)))
-	return expires.Add(-age / 4), expires
+	if s != Unknown {
+		v := r.cfg.VerifyMaxAge
+		verifyBy = now.Add(v - time.Duration(rand.Int64N(int64(v/4)+1)))
+		if verifyBy.Before(expires) {
+			verifyBy = expires
+		}
+	}
+	return expires.Add(-age / 4), expires, verifyBy
+}
+
+// appliedSpan is a report of the invalidation listener: every status
+// change committed between since and through has been evicted from the
+// cache.
+type appliedSpan struct{ since, through time.Time }
+
+// InvalidationsApplied is called by the invalidation listener after each
+// complete poll: every status change committed between since (when the
+// listener began following changes) and through has been applied to the
+// cache, evicting the entries it concerned. An entry read at or after
+// since that is still cached is then known current as of through, and is
+// served until through + CacheMaxAge without reading the store, up to its
+// VerifyMaxAge.
+func (r *Responder) InvalidationsApplied(since, through time.Time) {
+	for {
+		old := r.applied.Load()
+		if old != nil && old.since.Equal(since) && !through.After(old.through) {
+			return
+		}
+		if r.applied.CompareAndSwap(old, &appliedSpan{since: since, through: through}) {
+			return
+		}
+	}
+}
+
+// servable returns until when e may be served without reading the store
+// and from when a hit should queue it for renewal: its own cache age, or
+// later when the invalidation listener vouches for it (see
+// InvalidationsApplied).
+func (r *Responder) servable(e *entry) (until, refreshAt time.Time) {
+	until, refreshAt = e.expires, e.refreshAt
+	a := r.applied.Load()
+	if a == nil || e.verifyBy.IsZero() || e.verifiedAt.Before(a.since) {
+		return until, refreshAt
+	}
+	t := a.through.Add(r.cfg.CacheMaxAge)
+	if t.After(e.verifyBy) {
+		t = e.verifyBy
+	}
+	if t.After(until) {
+		until, refreshAt = t, t.Add(-r.cfg.CacheMaxAge/4)
+	}
+	return until, refreshAt
 }
 
 // window returns thisUpdate and nextUpdate of a response signed at now by

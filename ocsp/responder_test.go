@@ -625,8 +625,8 @@ type failingStore struct {
 	ocsp.ResponseStore
 	fail atomic.Bool
 	// statusReads counts CertificateStatus calls, batchReads
-	// CertificateStatuses calls.
-	statusReads, batchReads atomic.Int64
+	// CertificateStatuses calls, responseReads Response calls.
+	statusReads, batchReads, responseReads atomic.Int64
 }
 
 var errDown = errors.New("database down")
@@ -648,6 +648,7 @@ func (f *failingStore) CertificateStatuses(ctx context.Context, caID string, ser
 }
 
 func (f *failingStore) Response(ctx context.Context, caID, serial string, h ocsp.HashAlg) (*ocsp.StoredResponse, error) {
+	f.responseReads.Add(1)
 	if f.fail.Load() {
 		return nil, errDown
 	}
@@ -764,7 +765,7 @@ func TestRevocationAcrossProcesses(t *testing.T) {
 			case resets <- struct{}{}:
 			default:
 			}
-		}); err != nil {
+		}, b.resp.InvalidationsApplied); err != nil {
 			t.Error(err)
 		}
 	})
@@ -818,7 +819,9 @@ func TestRevocationPolled(t *testing.T) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
-	wg.Go(func() { _ = serving.store.ListenInvalidations(ctx, serving.resp.Evict, serving.resp.FlushCache) })
+	wg.Go(func() {
+		_ = serving.store.ListenInvalidations(ctx, serving.resp.Evict, serving.resp.FlushCache, serving.resp.InvalidationsApplied)
+	})
 	serial := serving.issue(t).Serial
 	req := buildRequest(t, []ocsp.CertID{serving.certID(t, ocsp.HashSHA1, serial)}, reqOpts{})
 	if s := serving.single(t, serving.resp.Respond(ctx, req).DER); s.Status != ocsp.Good {
@@ -950,8 +953,8 @@ func TestOptionsFromEnv(t *testing.T) {
 			return len(o.Responder.Hashes) == 2 && o.Responder.Hashes[0] == ocsp.HashSHA1 && o.Responder.Hashes[1] == ocsp.HashSM3
 		}, ""},
 		{"bad hash", map[string]string{"GMTRUST_OCSP_HASHES": "md5"}, nil, "GMTRUST_OCSP_HASHES"},
-		{"durations", map[string]string{"GMTRUST_OCSP_VALIDITY": "12h", "GMTRUST_OCSP_CACHE_MAX_AGE": "5s"}, func(o app.OCSPOptions) bool {
-			return o.Responder.Validity == 12*time.Hour && o.Responder.CacheMaxAge == 5*time.Second
+		{"durations", map[string]string{"GMTRUST_OCSP_VALIDITY": "12h", "GMTRUST_OCSP_CACHE_MAX_AGE": "5s", "GMTRUST_OCSP_VERIFY_MAX_AGE": "3m"}, func(o app.OCSPOptions) bool {
+			return o.Responder.Validity == 12*time.Hour && o.Responder.CacheMaxAge == 5*time.Second && o.Responder.VerifyMaxAge == 3*time.Minute
 		}, ""},
 		{"bad duration", map[string]string{"GMTRUST_OCSP_HTTP_MAX_AGE": "soon"}, nil, "GMTRUST_OCSP_HTTP_MAX_AGE"},
 		{"presign off", map[string]string{"GMTRUST_OCSP_PRESIGN": "off", "GMTRUST_OCSP_PRESIGN_RATE": "-1"}, func(o app.OCSPOptions) bool {
@@ -1138,6 +1141,82 @@ func TestCacheRefresh(t *testing.T) {
 	r.Respond(ctx, req(kept))
 	if n := fs.statusReads.Load() - before; n != 1 {
 		t.Errorf("expired entry: %d status reads on the request path, want 1", n)
+	}
+}
+
+// TestCacheVouchedByListener: while the invalidation listener reports
+// complete polls, an entry read after it began is served past its cache
+// age without reading the store, up to VerifyMaxAge; an entry read before
+// it began and an "unknown" answer are read again at their cache age, and
+// so is every entry once the reports stop. The listener's evictions are
+// what keeps vouched entries right.
+func TestCacheVouchedByListener(t *testing.T) {
+	e := newEnv(t, hsm.SM2, "", envConfig{})
+	ctx := context.Background()
+	early, vouched, revoked := e.issue(t).Serial, e.issue(t).Serial, e.issue(t).Serial
+	const unknown = "7fffffffffffffffffffffffffffff01"
+	if _, err := ocsp.NewPresigner(e.resp, e.store, e.app.Store, ocsp.PresignConfig{Rate: -1, ScanRate: -1}).RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fs := &failingStore{ResponseStore: e.store}
+	r := e.responderOver(t, fs, ocsp.Config{CacheMaxAge: time.Minute, VerifyMaxAge: 10 * time.Minute})
+	// ask returns the status answered for serial and how many store
+	// reads answering it took.
+	ask := func(serial string) (ocsp.Status, int64) {
+		t.Helper()
+		n := fs.statusReads.Load() + fs.responseReads.Load()
+		st := e.single(t, r.Respond(ctx, buildRequest(t, []ocsp.CertID{e.certID(t, ocsp.HashSHA1, serial)}, reqOpts{})).DER).Status
+		return st, fs.statusReads.Load() + fs.responseReads.Load() - n
+	}
+	ask(early)
+	e.clock.Advance(time.Second)
+	since := e.clock.Now()
+	for _, s := range []string{vouched, revoked, unknown} {
+		if _, n := ask(s); n == 0 {
+			t.Fatalf("%s: first answer without a store read", s)
+		}
+	}
+	// Recorded behind the responder's back, and not yet polled.
+	if _, err := e.app.Store.Revoke(ctx, ca.Revocation{CAID: ca.IssuingID, Serial: revoked, Reason: ca.ReasonKeyCompromise, At: e.clock.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	// Seven minutes of reports every 30 s: entries read after since must
+	// be re-read 7.5-10 min after their read (VerifyMaxAge less up to a
+	// quarter), not before.
+	for range 14 {
+		e.clock.Advance(30 * time.Second)
+		r.InvalidationsApplied(since, e.clock.Now())
+		if st, n := ask(vouched); n != 0 || st != ocsp.Good {
+			t.Fatalf("vouched entry: %v after %d store reads, want good from the cache", st, n)
+		}
+	}
+	if _, n := ask(early); n == 0 {
+		t.Error("entry read before the listener began was served past its cache age without a store read")
+	}
+	if _, n := ask(unknown); n == 0 {
+		t.Error("unknown answer was served past its cache age without a store read")
+	}
+	// The poll that finds the revocation evicts it.
+	r.Evict(ca.IssuingID, revoked)
+	if st, _ := ask(revoked); st != ocsp.Revoked {
+		t.Errorf("after the eviction: %v, want revoked", st)
+	}
+	// Past VerifyMaxAge the entry is read again, however current the
+	// reports; then it is vouched for again.
+	e.clock.Advance(3 * time.Minute)
+	r.InvalidationsApplied(since, e.clock.Now())
+	if _, n := ask(vouched); n != 1 {
+		t.Errorf("past VerifyMaxAge: %d store reads, want 1", n)
+	}
+	e.clock.Advance(90 * time.Second)
+	r.InvalidationsApplied(since, e.clock.Now())
+	if _, n := ask(vouched); n != 0 {
+		t.Errorf("re-read entry: %d store reads, want it vouched for", n)
+	}
+	// Reports stop: the entry lasts its cache age from the last one.
+	e.clock.Advance(61 * time.Second)
+	if _, n := ask(vouched); n != 1 {
+		t.Errorf("a minute after the last report: %d store reads, want 1", n)
 	}
 }
 

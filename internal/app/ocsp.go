@@ -47,6 +47,7 @@ type OCSPOptions struct {
 //	GMTRUST_OCSP_VALIDITY        nextUpdate - thisUpdate (24h)
 //	GMTRUST_OCSP_CACHE_ENTRIES   in-memory cache bound (100000)
 //	GMTRUST_OCSP_CACHE_MAX_AGE   cache entry age cap (60s)
+//	GMTRUST_OCSP_VERIFY_MAX_AGE  longest a cache entry goes without a status read (10m)
 //	GMTRUST_OCSP_HTTP_MAX_AGE    Cache-Control max-age cap for GET (1h)
 //	GMTRUST_OCSP_PRESIGN         "off" disables the pre-signing worker
 //	GMTRUST_OCSP_PRESIGN_RATE    signatures per second (2000; -1 unlimited)
@@ -67,6 +68,7 @@ func OCSPOptionsFromEnv(getenv func(string) string) (OCSPOptions, error) {
 	durations := map[string]*time.Duration{
 		"GMTRUST_OCSP_VALIDITY":         &o.Responder.Validity,
 		"GMTRUST_OCSP_CACHE_MAX_AGE":    &o.Responder.CacheMaxAge,
+		"GMTRUST_OCSP_VERIFY_MAX_AGE":   &o.Responder.VerifyMaxAge,
 		"GMTRUST_OCSP_HTTP_MAX_AGE":     &o.Responder.HTTPMaxAge,
 		"GMTRUST_OCSP_PRESIGN_INTERVAL": &o.Presign.Interval,
 	}
@@ -194,7 +196,7 @@ func (o *OCSP) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Go(func() { o.Responder.RunRefresher(ctx) })
 	wg.Go(func() {
-		if err := o.Store.ListenInvalidations(ctx, o.Responder.Evict, o.Responder.FlushCache); err != nil {
+		if err := o.Store.ListenInvalidations(ctx, o.Responder.Evict, o.Responder.FlushCache, o.Responder.InvalidationsApplied); err != nil {
 			o.log.Error("ocsp: invalidation listener stopped", "err", err)
 		}
 	})

@@ -47,6 +47,7 @@ type OCSPSettings struct {
 	Validity        string `yaml:"validity,omitempty"`         // GMTRUST_OCSP_VALIDITY: 24h
 	CacheEntries    string `yaml:"cache_entries,omitempty"`    // GMTRUST_OCSP_CACHE_ENTRIES: 100000
 	CacheMaxAge     string `yaml:"cache_max_age,omitempty"`    // GMTRUST_OCSP_CACHE_MAX_AGE: 60s
+	VerifyMaxAge    string `yaml:"verify_max_age,omitempty"`   // GMTRUST_OCSP_VERIFY_MAX_AGE: 10m
 	HTTPMaxAge      string `yaml:"http_max_age,omitempty"`     // GMTRUST_OCSP_HTTP_MAX_AGE: 1h
 	Presign         string `yaml:"presign,omitempty"`          // GMTRUST_OCSP_PRESIGN: on or off
 	PresignRate     string `yaml:"presign_rate,omitempty"`     // GMTRUST_OCSP_PRESIGN_RATE: 2000 (-1 unlimited)
@@ -69,6 +70,7 @@ func (c *Config) Settings(getenv func(string) string) func(string) string {
 		"GMTRUST_OCSP_VALIDITY":         c.OCSP.Validity,
 		"GMTRUST_OCSP_CACHE_ENTRIES":    c.OCSP.CacheEntries,
 		"GMTRUST_OCSP_CACHE_MAX_AGE":    c.OCSP.CacheMaxAge,
+		"GMTRUST_OCSP_VERIFY_MAX_AGE":   c.OCSP.VerifyMaxAge,
 		"GMTRUST_OCSP_HTTP_MAX_AGE":     c.OCSP.HTTPMaxAge,
 		"GMTRUST_OCSP_PRESIGN":          c.OCSP.Presign,
 		"GMTRUST_OCSP_PRESIGN_RATE":     c.OCSP.PresignRate,

@@ -791,8 +791,11 @@ func (s *OCSP) ResponseCount(ctx context.Context) (int, error) {
 // reconnection; reset is called on every (re)connection). On both
 // databases it also polls revocation_events every PollInterval, which
 // catches revocations by processes that do not notify (the CLI, and any
-// process on SQLite). It returns nil when ctx ends.
-func (s *OCSP) ListenInvalidations(ctx context.Context, evict func(caID, serial string), reset func()) error {
+// process on SQLite). After each complete poll it calls applied (when not
+// nil) with the time it began polling and the time that poll started:
+// every status change committed in between has been passed to evict (see
+// ocsp.Responder.InvalidationsApplied). It returns nil when ctx ends.
+func (s *OCSP) ListenInvalidations(ctx context.Context, evict func(caID, serial string), reset func(), applied func(since, through time.Time)) error {
 	errc := make(chan error, 2)
 	n := 0
 	if s.d.dialect == DialectPostgres {
@@ -801,7 +804,7 @@ func (s *OCSP) ListenInvalidations(ctx context.Context, evict func(caID, serial 
 	}
 	if s.pollInterval > 0 {
 		n++
-		go func() { errc <- s.poll(ctx, evict) }()
+		go func() { errc <- s.poll(ctx, evict, applied) }()
 	}
 	var err error
 	for range n {
@@ -868,9 +871,13 @@ func (s *OCSP) listen(ctx context.Context, evict func(caID, serial string), rese
 // taken before the event's transaction commits.
 const pollOverlap = 5 * time.Second
 
-func (s *OCSP) poll(ctx context.Context, evict func(caID, serial string)) error {
+func (s *OCSP) poll(ctx context.Context, evict func(caID, serial string), applied func(since, through time.Time)) error {
 	var mark int64
+	var since time.Time
 	for {
+		// Events committed from here on are read by the polls below
+		// (within pollOverlap), so the polls vouch for changes since.
+		since = s.d.now()
 		if err := s.d.db.GetContext(ctx, &mark, `SELECT COALESCE(MAX(created_at), 0) FROM revocation_events`); err == nil {
 			break
 		} else if ctx.Err() != nil {
@@ -888,6 +895,8 @@ func (s *OCSP) poll(ctx context.Context, evict func(caID, serial string)) error 
 			Serial    string `db:"serial"`
 			CreatedAt int64  `db:"created_at"`
 		}
+		// The poll sees every event committed before it starts.
+		through := s.d.now()
 		if err := s.d.db.SelectContext(ctx, &evs, s.d.Rebind(`SELECT ca_id, serial, created_at FROM revocation_events
 			WHERE created_at > ?`), mark-pollOverlap.Nanoseconds()); err != nil {
 			if ctx.Err() == nil {
@@ -898,6 +907,9 @@ func (s *OCSP) poll(ctx context.Context, evict func(caID, serial string)) error 
 		for _, e := range evs {
 			evict(e.CAID, e.Serial)
 			mark = max(mark, e.CreatedAt)
+		}
+		if applied != nil {
+			applied(since, through)
 		}
 	}
 	return nil

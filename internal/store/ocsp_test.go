@@ -310,7 +310,8 @@ func TestOCSPClaimsConcurrent(t *testing.T) {
 
 // TestOCSPInvalidations: a NOTIFY claim reaches another handle's listener
 // (PostgreSQL), and the revocation_events poll reports revocations made
-// without one (both databases).
+// without one (both databases), before it reports the span of time it has
+// applied to include them.
 func TestOCSPInvalidations(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b backend) {
 		dsn := b.newDSN(t)
@@ -325,26 +326,45 @@ func TestOCSPInvalidations(t *testing.T) {
 		}
 		defer listener.Close()
 		ctx, cancel := context.WithCancel(context.Background())
-		evicted := make(chan string, 64)
+		// One channel for evictions and applied spans keeps their order.
+		type event struct {
+			evicted        string // "" for an applied span
+			since, through time.Time
+		}
+		events := make(chan event, 4096)
 		resets := make(chan struct{}, 64)
 		done := make(chan error, 1)
 		go func() {
 			done <- listener.ListenInvalidations(ctx,
-				func(caID, serial string) { evicted <- caID + ":" + serial },
-				func() { resets <- struct{}{} })
+				func(caID, serial string) { events <- event{evicted: caID + ":" + serial} },
+				func() { resets <- struct{}{} },
+				func(since, through time.Time) { events <- event{since: since, through: through} })
 		}()
+		var since time.Time
+		// next returns the next event, checking the applied spans: since
+		// stays the same, and through is later.
+		next := func(deadline <-chan time.Time) event {
+			t.Helper()
+			select {
+			case ev := <-events:
+				if ev.evicted == "" {
+					if since.IsZero() {
+						since = ev.since
+					}
+					if !ev.since.Equal(since) || ev.through.Before(ev.since) {
+						t.Fatalf("applied span %v..%v, first since %v", ev.since, ev.through, since)
+					}
+				}
+				return ev
+			case <-deadline:
+				t.Fatal("timed out waiting for the listener")
+			}
+			return event{}
+		}
 		wait := func(want string) {
 			t.Helper()
 			deadline := time.After(20 * time.Second)
-			for {
-				select {
-				case got := <-evicted:
-					if got == want {
-						return
-					}
-				case <-deadline:
-					t.Fatalf("no eviction of %s", want)
-				}
+			for next(deadline).evicted != want {
 			}
 		}
 		if b.name == DialectPostgres {
@@ -367,10 +387,28 @@ func TestOCSPInvalidations(t *testing.T) {
 			wait("issuing:" + c1.Serial)
 		}
 		time.Sleep(100 * time.Millisecond) // the poller reads its starting mark
+		// Wait for one applied span, so that the revocation below is
+		// committed after since.
+		deadline := time.After(20 * time.Second)
+		for next(deadline).evicted != "" {
+		}
 		if _, err := db.Revoke(ctx, ca.Revocation{CAID: "issuing", Serial: c2.Serial, Reason: 1}); err != nil {
 			t.Fatal(err)
 		}
-		wait("issuing:" + c2.Serial)
+		committed := time.Now()
+		// The eviction comes before any span that covers the commit.
+		for evicted := false; ; {
+			ev := next(deadline)
+			if ev.evicted == "issuing:"+c2.Serial {
+				evicted = true
+			}
+			if ev.evicted == "" && ev.through.After(committed) {
+				if !evicted {
+					t.Fatalf("span through %v reported before the revocation committed at %v was evicted", ev.through, committed)
+				}
+				break
+			}
+		}
 		cancel()
 		if err := <-done; err != nil {
 			t.Fatalf("ListenInvalidations: %v", err)
