@@ -751,23 +751,25 @@ func (s *OCSP) ScanState(ctx context.Context) (ocsp.ScanState, error) {
 }
 
 // SaveScanState implements ocsp.PresignStore. Times only move forward:
-// a process that started its pass earlier does not set them back.
+// a process that started its pass earlier does not set them back. Each
+// is one conditional upsert, so two processes saving at once neither set
+// a time back nor wait on each other's rows in opposite orders (they did
+// when the keys came from ranging over a map: PostgreSQL found the
+// deadlock).
 func (s *OCSP) SaveScanState(ctx context.Context, st ocsp.ScanState) error {
 	return s.d.InTx(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
-		for key, t := range map[string]time.Time{settingOCSPLastPass: st.LastPass, settingOCSPLastFull: st.LastFull} {
-			if t.IsZero() {
+		for _, kv := range []struct {
+			key string
+			t   time.Time
+		}{{settingOCSPLastPass, st.LastPass}, {settingOCSPLastFull, st.LastFull}} {
+			if kv.t.IsZero() {
 				continue
 			}
-			var cur string
-			err := tx.GetContext(ctx, &cur, s.d.Rebind(`SELECT value FROM instance WHERE key = ?`), key)
-			if err != nil && !errors.Is(err, sql.ErrNoRows) {
-				return fmt.Errorf("store: setting %s: %w", key, err)
-			}
-			if n, perr := strconv.ParseInt(cur, 10, 64); err == nil && perr == nil && n >= t.UnixNano() {
-				continue
-			}
-			if err := s.d.SetSettingTx(ctx, tx, key, strconv.FormatInt(t.UnixNano(), 10)); err != nil {
-				return err
+			if _, err := tx.ExecContext(ctx, s.d.Rebind(`INSERT INTO instance (key, value) VALUES (?, ?)
+				ON CONFLICT (key) DO UPDATE SET value = excluded.value
+				WHERE CAST(instance.value AS BIGINT) < CAST(excluded.value AS BIGINT)`),
+				kv.key, strconv.FormatInt(kv.t.UnixNano(), 10)); err != nil {
+				return fmt.Errorf("store: set %s: %w", kv.key, err)
 			}
 		}
 		return nil

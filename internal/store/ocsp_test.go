@@ -515,6 +515,34 @@ func TestOCSPScanState(t *testing.T) {
 	})
 }
 
+// TestOCSPScanStateConcurrent: pre-signers saving their scan state at
+// once (two processes on PostgreSQL) neither fail nor set a time back.
+func TestOCSPScanStateConcurrent(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		dsn := b.newDSN(t)
+		_ = openDB(t, dsn, Options{})
+		stores := []*OCSP{newOCSPStore(t, openDB(t, dsn, Options{}), dsn), newOCSPStore(t, openDB(t, dsn, Options{}), dsn)}
+		ctx := context.Background()
+		var wg sync.WaitGroup
+		for g := range 8 {
+			wg.Go(func() {
+				for i := range 20 {
+					pass, full := testTime.Add(time.Duration(g*20+i)*time.Second), testTime.Add(time.Duration(159-g*20-i)*time.Second)
+					if err := stores[g%2].SaveScanState(ctx, ocsp.ScanState{LastPass: pass, LastFull: full}); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		st, err := stores[0].ScanState(ctx)
+		if err != nil || !st.LastPass.Equal(testTime.Add(159*time.Second)) || !st.LastFull.Equal(testTime.Add(159*time.Second)) {
+			t.Fatalf("state %+v, %v; want both at +159s", st, err)
+		}
+	})
+}
+
 // TestOCSPCertificateStatuses: the batched status read answers for the
 // serials of the CA asked, revoked ones with their reason and time, and
 // leaves out serials of other CAs and serials never issued; a batch over
