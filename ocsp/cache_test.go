@@ -3,6 +3,7 @@ package ocsp
 import (
 	"bytes"
 	"math/big"
+	"reflect"
 	"testing"
 )
 
@@ -171,5 +172,40 @@ func TestCacheHitAllocs(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Errorf("%v allocations per hit", allocs)
+	}
+}
+
+// TestEntryPointersFirst guards the layout that keeps cached entries cheap
+// to mark: the collector scans an entry up to its last pointer, so every
+// field after hdr must be pointer-free.
+func TestEntryPointersFirst(t *testing.T) {
+	typ := reflect.TypeFor[entry]()
+	var hasPointers func(reflect.Type) bool
+	hasPointers = func(t reflect.Type) bool {
+		switch t.Kind() {
+		case reflect.Pointer, reflect.Slice, reflect.String, reflect.Map, reflect.Chan, reflect.Func, reflect.Interface, reflect.UnsafePointer:
+			return true
+		case reflect.Array:
+			return t.Len() > 0 && hasPointers(t.Elem())
+		case reflect.Struct:
+			for i := range t.NumField() {
+				if hasPointers(t.Field(i).Type) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	last := -1
+	for i := range typ.NumField() {
+		if hasPointers(typ.Field(i).Type) {
+			last = i
+		}
+	}
+	if f := typ.Field(last); f.Name != "hdr" {
+		t.Errorf("last field with pointers is %s, want hdr (pointers first, then scalars)", f.Name)
+	}
+	if words := (typ.Field(last).Offset + typ.Field(last).Type.Size()) / 8; words > 13 {
+		t.Errorf("pointer-bearing prefix is %d words, want at most 13", words)
 	}
 }

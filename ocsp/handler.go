@@ -233,8 +233,8 @@ func (h *Handler) write(w http.ResponseWriter, req *http.Request, method int, a 
 	}
 	now := h.r.now()
 	maxAge := e.httpMaxAge
-	if !e.nextUpdate.IsZero() {
-		maxAge = min(maxAge, e.nextUpdate.Sub(now))
+	if e.nextUpdate != 0 {
+		maxAge = min(maxAge, time.Duration(e.nextUpdate-instantOf(now)))
 	}
 	if maxAge == e.httpMaxAge {
 		// Most of a response's life: the header was formatted once.
@@ -291,7 +291,7 @@ func notModified(req *http.Request, e *entry) bool {
 	if err != nil {
 		return false
 	}
-	return !e.thisUpdate.Truncate(time.Second).After(t)
+	return !e.thisUpdate.time().Truncate(time.Second).After(t)
 }
 
 // isOCSPPath reports whether path is prefix or below it, for callers

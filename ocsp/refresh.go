@@ -139,7 +139,7 @@ func (r *Responder) refreshOne(ctx context.Context, iss *issuerState, j *refresh
 		// arrived: the next request loads the right response.
 		r.cache.evict(key)
 		r.metrics.refreshes[refreshChanged].Inc()
-	case now.Before(e.revalidateUntil):
+	case instantOf(now) < e.revalidateUntil:
 		if r.cache.replace(key, e, r.renewed(e, now)) {
 			r.metrics.refreshes[refreshRenewed].Inc()
 		}

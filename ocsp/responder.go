@@ -656,7 +656,7 @@ func (a *Answer) Entry() (thisUpdate, nextUpdate time.Time, etag string, ok bool
 	if a.entry == nil {
 		return time.Time{}, time.Time{}, "", false
 	}
-	return a.entry.thisUpdate, a.entry.nextUpdate, a.entry.etag(), true
+	return a.entry.thisUpdate.time(), a.entry.nextUpdate.time(), a.entry.etag(), true
 }
 
 // errorAnswer returns an unsigned error response.
@@ -723,10 +723,11 @@ func (r *Responder) resolve(ctx context.Context, iss *issuerState, id *CertID, w
 	usable := canonical || !withDER
 	now := r.now()
 	cached := r.cache.get(key)
-	if cached != nil && usable && now.Before(cached.nextUpdate) {
-		if until, refreshAt := r.servable(cached); now.Before(until) {
+	nowi := instantOf(now)
+	if cached != nil && usable && nowi < cached.nextUpdate {
+		if until, refreshAt := r.servable(cached); nowi < until {
 			r.metrics.cacheHit.Inc()
-			if !now.Before(refreshAt) {
+			if nowi >= refreshAt {
 				r.queueRefresh(iss, key, cached)
 			}
 			return cached, nil
@@ -739,7 +740,7 @@ func (r *Responder) resolve(ctx context.Context, iss *issuerState, id *CertID, w
 	// only needs its certificate's status confirmed: one primary-key read
 	// instead of reloading and re-hashing the response. Later on it is
 	// reloaded, to pick up the response the pre-signer has re-signed.
-	if cached != nil && cached.der != nil && usable && now.Before(cached.revalidateUntil) {
+	if cached != nil && cached.der != nil && usable && nowi < cached.revalidateUntil {
 		st, err := r.store.CertificateStatus(ctx, iss.id, serial)
 		same := false
 		switch {
@@ -767,7 +768,7 @@ func (r *Responder) resolve(ctx context.Context, iss *issuerState, id *CertID, w
 	// is within its nextUpdate, and with the store down no revocation can
 	// have been recorded since (Revoke writes the store first).
 	stale := func(err error) (*entry, error) {
-		if cached != nil && usable && now.Before(cached.nextUpdate) {
+		if cached != nil && usable && nowi < cached.nextUpdate {
 			r.metrics.cacheStale.Inc()
 			return cached, nil
 		}
@@ -797,7 +798,7 @@ func (r *Responder) resolve(ctx context.Context, iss *issuerState, id *CertID, w
 		return stale(err)
 	}
 	if !withDER {
-		return &entry{status: status, reason: reason, revokedAt: revokedAt}, nil
+		return &entry{status: status, reason: reason, revokedAt: instantOf(revokedAt)}, nil
 	}
 	s := iss.signer.Load()
 	if s == nil {
@@ -842,26 +843,24 @@ func (r *Responder) storedEntry(sr *StoredResponse, now time.Time) *entry {
 // invalidation listener is: VerifyMaxAge away, less a random part of up
 // to a quarter. It is zero for "unknown": issuing a certificate leaves no
 // revocation event, so the listener cannot vouch for an unknown answer.
-func (r *Responder) cacheExpiry(now time.Time, s Status) (refreshAt, expires, verifyBy time.Time) {
+func (r *Responder) cacheExpiry(now time.Time, s Status) (refreshAt, expires, verifyBy instant) {
 	age := r.cfg.CacheMaxAge
 	if s == Unknown {
 		age = r.cfg.NegativeMaxAge
 	}
-	expires = now.Add(age - time.Duration(rand.Int64N(int64(age/4)+1)))
+	n := instantOf(now)
+	expires = n + instant(age-time.Duration(rand.Int64N(int64(age/4)+1)))
 	if s != Unknown {
 		v := r.cfg.VerifyMaxAge
-		verifyBy = now.Add(v - time.Duration(rand.Int64N(int64(v/4)+1)))
-		if verifyBy.Before(expires) {
-			verifyBy = expires
-		}
+		verifyBy = max(n+instant(v-time.Duration(rand.Int64N(int64(v/4)+1))), expires)
 	}
-	return expires.Add(-age / 4), expires, verifyBy
+	return expires - instant(age/4), expires, verifyBy
 }
 
 // appliedSpan is a report of the invalidation listener: every status
 // change committed between since and through has been evicted from the
 // cache.
-type appliedSpan struct{ since, through time.Time }
+type appliedSpan struct{ since, through instant }
 
 // InvalidationsApplied is called by the invalidation listener after each
 // complete poll: every status change committed between since (when the
@@ -873,10 +872,11 @@ type appliedSpan struct{ since, through time.Time }
 func (r *Responder) InvalidationsApplied(since, through time.Time) {
 	for {
 		old := r.applied.Load()
-		if old != nil && old.since.Equal(since) && !through.After(old.through) {
+		span := &appliedSpan{since: instantOf(since), through: instantOf(through)}
+		if old != nil && old.since == span.since && span.through <= old.through {
 			return
 		}
-		if r.applied.CompareAndSwap(old, &appliedSpan{since: since, through: through}) {
+		if r.applied.CompareAndSwap(old, span) {
 			return
 		}
 	}
@@ -886,18 +886,14 @@ func (r *Responder) InvalidationsApplied(since, through time.Time) {
 // and from when a hit should queue it for renewal: its own cache age, or
 // later when the invalidation listener vouches for it (see
 // InvalidationsApplied).
-func (r *Responder) servable(e *entry) (until, refreshAt time.Time) {
+func (r *Responder) servable(e *entry) (until, refreshAt instant) {
 	until, refreshAt = e.expires, e.refreshAt
 	a := r.applied.Load()
-	if a == nil || e.verifyBy.IsZero() || e.verifiedAt.Before(a.since) {
+	if a == nil || e.verifyBy == 0 || e.verifiedAt < a.since {
 		return until, refreshAt
 	}
-	t := a.through.Add(r.cfg.CacheMaxAge)
-	if t.After(e.verifyBy) {
-		t = e.verifyBy
-	}
-	if t.After(until) {
-		until, refreshAt = t, t.Add(-r.cfg.CacheMaxAge/4)
+	if t := min(a.through+instant(r.cfg.CacheMaxAge), e.verifyBy); t > until {
+		until, refreshAt = t, t-instant(r.cfg.CacheMaxAge/4)
 	}
 	return until, refreshAt
 }
@@ -963,7 +959,7 @@ func (r *Responder) respondLive(ctx context.Context, req *Request) Answer {
 			if err != nil {
 				return r.failure(err)
 			}
-			sr.Status, sr.RevocationReason, sr.RevokedAt = e.status, e.reason, e.revokedAt
+			sr.Status, sr.RevocationReason, sr.RevokedAt = e.status, e.reason, e.revokedAt.time()
 		}
 		singles[i] = sr
 	}
