@@ -65,8 +65,8 @@ func TestRunRate(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if res.Errors != 0 {
-				t.Fatalf("errors = %d", res.Errors)
+			if res.Errors != 0 || res.Unsent != 0 {
+				t.Fatalf("errors = %d, unsent = %d", res.Errors, res.Unsent)
 			}
 			if res.Status < tc.minStatus {
 				t.Errorf("status errors = %d, want >= %d", res.Status, tc.minStatus)
@@ -81,6 +81,9 @@ func TestRunRate(t *testing.T) {
 			// take the connections' boundaries.
 			if n := len(res.Latencies); n < 490 || n > 510 {
 				t.Errorf("measured %d requests, want ~500", n)
+			}
+			if res.Completed < 480 || res.Completed > 510 {
+				t.Errorf("%d answers arrived in the window, want ~500", res.Completed)
 			}
 			line := res.line()
 			p99 := quantiles(res.Latencies, 0.99)[0]
@@ -114,5 +117,36 @@ func TestRateConnReconnects(t *testing.T) {
 		if c.conn != nil {
 			t.Fatalf("request %d: connection kept after Connection: close", i)
 		}
+	}
+}
+
+// TestRunRateOverload: asked for more than the server can answer, the run
+// reports what arrived (the capacity seen through this client), and the
+// latencies grow with the backlog.
+func TestRunRateOverload(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(10 * time.Millisecond)
+		_, _ = w.Write([]byte("slow"))
+	}))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	// Two connections answering in 10 ms each: ~200 a second at most.
+	res, err := runRate(context.Background(), rateConfig{
+		Addr: host, Requests: rateRequests(t, host, "/"), Rate: 1000, Conns: 2,
+		Duration: 500 * time.Millisecond, Warmup: 100 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Completed < 60 || res.Completed > 110 {
+		t.Errorf("%d answers in 0.5 s, want about 100", res.Completed)
+	}
+	if res.Late < 100*time.Millisecond {
+		t.Errorf("behind schedule by %v at the end, want a growing backlog", res.Late)
+	}
+	// About 500 scheduled in the window, 100 answered in it and ~200 in
+	// the second after it: the rest is left unsent.
+	if res.Unsent < 100 || len(res.Latencies)+res.Unsent < 480 {
+		t.Errorf("%d unsent, %d answered of ~500 scheduled", res.Unsent, len(res.Latencies))
 	}
 }
