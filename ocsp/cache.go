@@ -180,10 +180,22 @@ func cacheKey(dst []byte, issuer byte, h HashAlg, serial *big.Int) []byte {
 	return dst
 }
 
+// slotKey is a cache key held in place: its length, then its bytes. A
+// string key would be one more heap object per entry for the collector
+// to mark (and the ring a slice of pointers to scan); with fixed-size
+// keys the map and the ring hold no pointers to keys at all.
+type slotKey [1 + keySize]byte
+
+func toSlotKey(key []byte) slotKey {
+	var k slotKey
+	k[0] = byte(copy(k[1:], key))
+	return k
+}
+
 type cacheShard struct {
 	mu   sync.RWMutex
-	m    map[string]*entry
-	ring []string // CLOCK ring of keys; "" marks a free slot
+	m    map[slotKey]*entry
+	ring []slotKey // CLOCK ring of keys; the zero key marks a free slot
 	hand int
 	gen  uint64
 	_    [64]byte // keep shards on separate cache lines
@@ -198,8 +210,8 @@ func newCache(entries int) *cache {
 	per := max(1, (entries+cacheShards-1)/cacheShards)
 	c := &cache{seed: maphash.MakeSeed()}
 	for i := range c.shards {
-		c.shards[i].m = make(map[string]*entry, per)
-		c.shards[i].ring = make([]string, per)
+		c.shards[i].m = make(map[slotKey]*entry, per)
+		c.shards[i].ring = make([]slotKey, per)
 	}
 	return c
 }
@@ -211,8 +223,9 @@ func (c *cache) shard(key []byte) *cacheShard {
 // get returns the entry for key, or nil.
 func (c *cache) get(key []byte) *entry {
 	s := c.shard(key)
+	k := toSlotKey(key)
 	s.mu.RLock()
-	e := s.m[string(key)]
+	e := s.m[k]
 	s.mu.RUnlock()
 	if e != nil && !e.ref.Load() {
 		e.ref.Store(true)
@@ -237,7 +250,7 @@ func (c *cache) add(key []byte, e *entry, gen uint64) bool {
 	if s.gen != gen {
 		return false
 	}
-	k := string(key)
+	k := toSlotKey(key)
 	if old, ok := s.m[k]; ok {
 		e.slot = old.slot
 		s.m[k] = e
@@ -249,7 +262,7 @@ func (c *cache) add(key []byte, e *entry, gen uint64) bool {
 	// is under the hand.
 	for i := 0; ; i++ {
 		victim := s.ring[s.hand]
-		if victim == "" {
+		if victim[0] == 0 {
 			break
 		}
 		ve := s.m[victim]
@@ -274,7 +287,7 @@ func (c *cache) replace(key []byte, old, e *entry) bool {
 	s := c.shard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	k := string(key)
+	k := toSlotKey(key)
 	if s.m[k] != old {
 		return false
 	}
@@ -290,9 +303,10 @@ func (c *cache) evict(key []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.gen++
-	if e, ok := s.m[string(key)]; ok {
-		s.ring[e.slot] = ""
-		delete(s.m, string(key))
+	k := toSlotKey(key)
+	if e, ok := s.m[k]; ok {
+		s.ring[e.slot] = slotKey{}
+		delete(s.m, k)
 	}
 }
 
