@@ -5,6 +5,8 @@ import (
 	"math/big"
 	"reflect"
 	"testing"
+	"time"
+	"unsafe"
 )
 
 // sameShardKeys returns n distinct keys that all hash to shard 0 of c, so
@@ -207,5 +209,43 @@ func TestEntryPointersFirst(t *testing.T) {
 	}
 	if words := (typ.Field(last).Offset + typ.Field(last).Type.Size()) / 8; words > 13 {
 		t.Errorf("pointer-bearing prefix is %d words, want at most 13", words)
+	}
+}
+
+// TestNewEntryAllocations: an entry is two heap objects, itself and one
+// block for the response and its header text (not a third, the caller's
+// response buffer), and the headers read back what was formatted.
+func TestNewEntryAllocations(t *testing.T) {
+	r := &Responder{cfg: Config{CacheMaxAge: time.Minute, NegativeMaxAge: 10 * time.Second, VerifyMaxAge: 10 * time.Minute}}
+	der := bytes.Repeat([]byte{0x30}, 1100)
+	this := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	next := this.Add(24 * time.Hour)
+	now := this.Add(time.Minute)
+	if n := testing.AllocsPerRun(100, func() {
+		r.newEntry(der, Good, -1, time.Time{}, this, next, now, time.Hour)
+	}); n > 2 {
+		t.Errorf("newEntry: %v allocations, want 2", n)
+	}
+	e := r.newEntry(der, Good, -1, time.Time{}, this, next, now, time.Hour)
+	if !bytes.Equal(e.der, der) || cap(e.der) != len(der) {
+		t.Errorf("der differs or can be appended to in place (cap %d)", cap(e.der))
+	}
+	// One block: the header text starts where der ends, so der is not
+	// the caller's buffer, kept alive as an object of its own.
+	if end, text := uintptr(unsafe.Pointer(unsafe.SliceData(e.der)))+uintptr(len(der)), uintptr(unsafe.Pointer(unsafe.StringData(e.hdr[hdrETag]))); end != text {
+		t.Errorf("der and the header text are separate objects")
+	}
+	for i, want := range map[int]string{
+		hdrLastModified: "Fri, 27 Nov 2026 12:00:00 GMT",
+		hdrExpires:      "Sat, 28 Nov 2026 12:00:00 GMT",
+		hdrLength:       "1100",
+		hdrCacheControl: "max-age=3600, public, no-transform, must-revalidate",
+	} {
+		if got := e.header(i)[0]; got != want {
+			t.Errorf("header %d = %q, want %q", i, got, want)
+		}
+	}
+	if etag := e.etag(); len(etag) != 18 || etag[0] != '"' || etag[17] != '"' {
+		t.Errorf("etag %q", etag)
 	}
 }
