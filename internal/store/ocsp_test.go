@@ -606,21 +606,7 @@ func TestOCSPStatusReadsAreIndexOnly(t *testing.T) {
 		{"statuses", []any{"ca", `["01","02"]`}},
 		{"response", []any{"ca", "01", 1}},
 	} {
-		rows, err := s.d.db.QueryxContext(context.Background(), "EXPLAIN QUERY PLAN "+s.queries[q.name], q.args...)
-		if err != nil {
-			t.Fatalf("%s: %v", q.name, err)
-		}
-		var plan []string
-		for rows.Next() {
-			var id, parent, notused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
-				t.Fatal(err)
-			}
-			plan = append(plan, detail)
-		}
-		rows.Close()
-		joined := strings.Join(plan, "; ")
+		joined := checkPlan(t, s.d, "certificates_status", s.queries[q.name], q.args...)
 		if !strings.Contains(joined, "COVERING INDEX certificates_status") {
 			t.Errorf("%s query plan does not read statuses from the covering index: %s", q.name, joined)
 		}
