@@ -40,11 +40,10 @@ const (
 
 // refreshJob is an entry queued for renewal under its cache key.
 type refreshJob struct {
-	e    *entry
-	iss  *issuerState
-	h    HashAlg
-	klen uint8
-	key  [keySize]byte
+	e   *entry
+	iss *issuerState
+	h   HashAlg
+	key slotKey
 }
 
 // queueRefresh asks the refresher to renew e, cached under key, once: e's
@@ -53,8 +52,7 @@ func (r *Responder) queueRefresh(iss *issuerState, key []byte, e *entry) {
 	if !r.refreshOn.Load() || e.queued.Load() || !e.queued.CompareAndSwap(false, true) {
 		return
 	}
-	j := refreshJob{e: e, iss: iss, h: HashAlg(key[1]), klen: uint8(len(key))}
-	copy(j.key[:], key)
+	j := refreshJob{e: e, iss: iss, h: HashAlg(key[1]), key: toSlotKey(key)}
 	select {
 	case r.refreshQ <- j:
 	default:
@@ -102,7 +100,7 @@ func (r *Responder) refresh(ctx context.Context, jobs []refreshJob) {
 		serials, idx = serials[:0], idx[:0]
 		for i := range jobs {
 			if jobs[i].iss == iss {
-				key := jobs[i].key[:jobs[i].klen]
+				key := jobs[i].key.bytes()
 				serials = append(serials, new(big.Int).SetBytes(key[2:]).Text(16))
 				idx = append(idx, i)
 			}
@@ -128,7 +126,7 @@ func (r *Responder) refresh(ctx context.Context, jobs []refreshJob) {
 }
 
 func (r *Responder) refreshOne(ctx context.Context, iss *issuerState, j *refreshJob, serial string, sts map[string]CertStatus, now time.Time) {
-	e, key := j.e, j.key[:j.klen]
+	e, key := j.e, j.key.bytes()
 	same := e.hasStatus(nil)
 	if st, ok := sts[serial]; ok {
 		same = e.hasStatus(&st)

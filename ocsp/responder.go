@@ -870,9 +870,9 @@ type appliedSpan struct{ since, through instant }
 // served until through + CacheMaxAge without reading the store, up to its
 // VerifyMaxAge.
 func (r *Responder) InvalidationsApplied(since, through time.Time) {
+	span := &appliedSpan{since: instantOf(since), through: instantOf(through)}
 	for {
 		old := r.applied.Load()
-		span := &appliedSpan{since: instantOf(since), through: instantOf(through)}
 		if old != nil && old.since == span.since && span.through <= old.through {
 			return
 		}

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -66,11 +67,11 @@ func rate(args []string) error {
 }
 
 func hostOf(u string) (string, error) {
-	h, ok := bytes.CutPrefix([]byte(u), []byte("http://"))
-	if !ok || len(h) == 0 {
+	h, ok := strings.CutPrefix(u, "http://")
+	if h = strings.TrimSuffix(h, "/"); !ok || h == "" {
 		return "", fmt.Errorf("url %q: want http://HOST:PORT", u)
 	}
-	return string(bytes.TrimSuffix(h, []byte("/"))), nil
+	return h, nil
 }
 
 // loadRequests formats every request of the seeded files once, as the wrk
