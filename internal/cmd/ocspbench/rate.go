@@ -188,27 +188,25 @@ func runRate(ctx context.Context, cfg rateConfig) (rateResult, error) {
 	results := make([]connResult, cfg.Conns)
 	var wg sync.WaitGroup
 	for i := range cfg.Conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			cr := &results[i]
 			cr.lat = make([]time.Duration, 0, perConn)
 			rng := rand.New(rand.NewPCG(uint64(i), uint64(start.UnixNano())))
 			c := &rateConn{addr: cfg.Addr}
 			defer c.close()
+			at := func(k int) time.Time { return start.Add(time.Duration(i+k*cfg.Conns) * interval) }
 			for k := 0; ; k++ {
-				sched := start.Add(time.Duration(i+k*cfg.Conns) * interval)
+				sched := at(k)
 				if !sched.Before(end) || ctx.Err() != nil {
 					return
 				}
 				from, now := sched, time.Now()
 				if !now.Before(end.Add(drainLimit)) {
 					// Overloaded: what is still to send stays unsent.
-					for ; sched.Before(end); sched = start.Add(time.Duration(i+k*cfg.Conns) * interval) {
+					for ; sched.Before(end); k, sched = k+1, at(k+1) {
 						if !sched.Before(measureFrom) {
 							cr.unsent++
 						}
-						k++
 					}
 					return
 				}
@@ -236,7 +234,7 @@ func runRate(ctx context.Context, cfg rateConfig) (rateResult, error) {
 					cr.lat = append(cr.lat, done.Sub(from))
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	res := rateResult{Rate: cfg.Rate, Duration: cfg.Duration}
