@@ -46,17 +46,18 @@ type refreshJob struct {
 	key slotKey
 }
 
-// queueRefresh asks the refresher to renew e, cached under key, once: e's
-// queued flag stays set until e is replaced. It never blocks.
+// queueRefresh asks the refresher to renew e, cached under key, once: the
+// queued flag of its record stays set until the record is replaced. It
+// never blocks.
 func (r *Responder) queueRefresh(iss *issuerState, key []byte, e *entry) {
-	if !r.refreshOn.Load() || e.queued.Load() || !e.queued.CompareAndSwap(false, true) {
+	if !r.refreshOn.Load() || !r.cache.markQueued(key, e.version) {
 		return
 	}
 	j := refreshJob{e: e, iss: iss, h: HashAlg(key[1]), key: toSlotKey(key)}
 	select {
 	case r.refreshQ <- j:
 	default:
-		e.queued.Store(false)
+		r.cache.unmarkQueued(key, e.version)
 		r.metrics.refreshes[refreshDropped].Inc()
 	}
 }
