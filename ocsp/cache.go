@@ -198,13 +198,14 @@ func (k *slotKey) bytes() []byte { return k[1 : 1+k[0]] }
 
 // A shard keeps no heap object per entry. 100 000 cached responses are
 // most of a responder's heap, and a collection visits every object it can
-// reach: with each entry, its response and its key objects of their own
-// (the layout until session 11), marking took 25-50 ms of CPU per
-// collection, and the collections set the p99 of a loaded responder. Here
-// an entry is a record in recs, a pointer-free slice; its key maps to the
+// reach: when each entry, its response and its key were objects of their
+// own, marking them took 25-50 ms of CPU per collection and the
+// collections set the p99 of a loaded responder (BENCHMARKS.md). Here an
+// entry is a record in recs, a pointer-free slice; its key maps to the
 // record's index in a pointer-free map; its response and header text are
 // bytes in the shard's arena. The collector marks a few objects per shard
-// and scans none of them but the arena's short list of chunks.
+// and scans none of them but the arena's short list of chunks: 1-3 ms of
+// mark CPU per collection at 100 000 entries.
 type cacheShard struct {
 	mu sync.RWMutex
 	m  map[slotKey]uint32 // key → index in recs

@@ -45,6 +45,7 @@ func rate(args []string) error {
 	conns := fs.Int("conns", 64, "connections")
 	duration := fs.Duration("duration", 10*time.Second, "measured time")
 	warmup := fs.Duration("warmup", time.Second, "unmeasured time at the same rate before it")
+	timeline := fs.Duration("timeline", 0, "also print the count, p99 and max of each interval this long, by scheduled time (0: no)")
 	_ = fs.Parse(args)
 
 	host, err := hostOf(*target)
@@ -63,6 +64,11 @@ func rate(args []string) error {
 		return err
 	}
 	fmt.Println(res.line())
+	if *timeline > 0 {
+		for _, l := range res.timeline(*timeline) {
+			fmt.Println(l)
+		}
+	}
 	return nil
 }
 
@@ -128,10 +134,17 @@ type rateConfig struct {
 	Warmup   time.Duration // sent at the same rate before, not measured
 }
 
+// sample is one latency and when, in the measured window, its request
+// was scheduled.
+type sample struct {
+	at, lat time.Duration
+}
+
 type rateResult struct {
 	Rate      float64         // asked for
 	Duration  time.Duration   // measured window
 	Latencies []time.Duration // from the scheduled send time, see rate
+	Samples   []sample        // the same, with their scheduled times
 	Completed int             // answers (200 or not) that arrived within the window
 	Unsent    int             // requests of the window still unsent drainLimit after it (overload)
 	Errors    int             // connection and protocol errors
@@ -148,6 +161,27 @@ func (r rateResult) line() string {
 	return fmt.Sprintf("RESULT requests=%d seconds=%.2f rps=%.0f target_rps=%.0f p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f p999_ms=%.3f max_ms=%.3f behind_ms=%.1f unsent=%d errors=%d status_errors=%d",
 		len(r.Latencies), r.Duration.Seconds(), float64(r.Completed)/r.Duration.Seconds(), r.Rate,
 		ms(q[0]), ms(q[1]), ms(q[2]), ms(q[3]), ms(q[4]), ms(r.Late), r.Unsent, r.Errors, r.Status)
+}
+
+// timeline returns one line per interval of the measured window: when it
+// starts, how many requests were scheduled in it, and their p99 and
+// max latency. It shows whether a tail is spread out (queueing) or made
+// of bursts (pauses on the server).
+func (r rateResult) timeline(every time.Duration) []string {
+	n := int((r.Duration + every - 1) / every)
+	buckets := make([][]time.Duration, n)
+	for _, s := range r.Samples {
+		if i := int(s.at / every); i >= 0 && i < n {
+			buckets[i] = append(buckets[i], s.lat)
+		}
+	}
+	out := make([]string, n)
+	for i, b := range buckets {
+		q := quantiles(b, 0.99, 1)
+		out[i] = fmt.Sprintf("TIMELINE at_ms=%d requests=%d p99_ms=%.3f max_ms=%.3f",
+			(time.Duration(i) * every).Milliseconds(), len(b), float64(q[0])/1e6, float64(q[1])/1e6)
+	}
+	return out
 }
 
 // quantiles returns the p-quantiles (0 < p <= 1) of lat, by rank.
@@ -178,7 +212,7 @@ func runRate(ctx context.Context, cfg rateConfig) (rateResult, error) {
 	perConn := int(cfg.Rate*cfg.Duration.Seconds())/cfg.Conns + 1
 
 	type connResult struct {
-		lat       []time.Duration
+		lat       []sample
 		completed int
 		unsent    int
 		errs      int
@@ -190,7 +224,7 @@ func runRate(ctx context.Context, cfg rateConfig) (rateResult, error) {
 	for i := range cfg.Conns {
 		wg.Go(func() {
 			cr := &results[i]
-			cr.lat = make([]time.Duration, 0, perConn)
+			cr.lat = make([]sample, 0, perConn)
 			rng := rand.New(rand.NewPCG(uint64(i), uint64(start.UnixNano())))
 			c := &rateConn{addr: cfg.Addr}
 			defer c.close()
@@ -231,7 +265,7 @@ func runRate(ctx context.Context, cfg rateConfig) (rateResult, error) {
 				case status != 200:
 					cr.status++
 				default:
-					cr.lat = append(cr.lat, done.Sub(from))
+					cr.lat = append(cr.lat, sample{at: sched.Sub(measureFrom), lat: done.Sub(from)})
 				}
 			}
 		})
@@ -239,7 +273,10 @@ func runRate(ctx context.Context, cfg rateConfig) (rateResult, error) {
 	wg.Wait()
 	res := rateResult{Rate: cfg.Rate, Duration: cfg.Duration}
 	for _, cr := range results {
-		res.Latencies = append(res.Latencies, cr.lat...)
+		res.Samples = append(res.Samples, cr.lat...)
+		for _, s := range cr.lat {
+			res.Latencies = append(res.Latencies, s.lat)
+		}
 		res.Completed += cr.completed
 		res.Unsent += cr.unsent
 		res.Errors += cr.errs
