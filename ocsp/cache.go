@@ -591,12 +591,19 @@ func (c *cache) flush() {
 }
 
 func (c *cache) len() int {
-	n := 0
+	n, _ := c.size()
+	return n
+}
+
+// size returns how many entries the cache holds and how many bytes its
+// arenas hold for them.
+func (c *cache) size() (entries, held int) {
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.RLock()
-		n += len(s.m)
+		entries += len(s.m)
+		held += s.arena.held
 		s.mu.RUnlock()
 	}
-	return n
+	return entries, held
 }

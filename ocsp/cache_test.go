@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // sameShardKeys returns n distinct keys that all hash to shard 0 of c, so
@@ -404,5 +406,39 @@ func TestNewEntryAllocations(t *testing.T) {
 	}
 	if etag := e.etag(); len(etag) != 18 || etag[0] != '"' || etag[17] != '"' {
 		t.Errorf("etag %q", etag)
+	}
+}
+
+// TestCacheSizeMetrics: the cache's entries and arena bytes are exported.
+func TestCacheSizeMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c := newCache(1000)
+	newMetrics(reg, c)
+	keys := sameShardKeys(c, 3)
+	want := 0
+	for _, k := range keys {
+		e := testEntry(k, 1)
+		c.add(k, e, c.generation(k))
+		want += len(e.der)
+		for _, h := range e.hdr {
+			want += len(h)
+		}
+	}
+	got := map[string]float64{}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if m := mf.GetMetric(); len(m) == 1 && m[0].GetGauge() != nil {
+			got[mf.GetName()] = m[0].GetGauge().GetValue()
+		}
+	}
+	if got["gmtrust_ocsp_cache_entries"] != 3 {
+		t.Errorf("entries gauge %v, want 3", got["gmtrust_ocsp_cache_entries"])
+	}
+	// One chunk of the shard, which holds the three entries.
+	if b := got["gmtrust_ocsp_cache_bytes"]; b != minChunk || c.shards[0].arena.inUse != want {
+		t.Errorf("bytes gauge %v, want %d holding %d live (arena counts %d)", b, minChunk, want, c.shards[0].arena.inUse)
 	}
 }

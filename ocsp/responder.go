@@ -377,9 +377,9 @@ func New(ctx context.Context, cfg Config, d Deps) (*Responder, error) {
 	}
 	r := &Responder{
 		cfg: cfg, store: d.Store, signers: d.Signers, keys: d.Keys, renewer: d.Renewer, locker: d.Locker,
-		now: d.Now, log: d.Logger, metrics: newMetrics(d.Metrics),
-		cache: newCache(cfg.CacheEntries), refreshQ: make(chan refreshJob, refreshQueue),
+		now: d.Now, log: d.Logger, cache: newCache(cfg.CacheEntries), refreshQ: make(chan refreshJob, refreshQueue),
 	}
+	r.metrics = newMetrics(d.Metrics, r.cache)
 	if r.now == nil {
 		r.now = time.Now
 	}
@@ -1236,7 +1236,7 @@ type metrics struct {
 	backlog          prometheus.Gauge
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer, c *cache) *metrics {
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gmtrust_ocsp_requests_total", Help: "OCSP requests answered, by HTTP method and outcome (certificate status for one-certificate answers).",
 	}, []string{"method", "outcome"})
@@ -1259,6 +1259,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	backlog := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "gmtrust_ocsp_presign_backlog", Help: "Certificates whose responses were due or missing at the start of the last pre-signing round.",
 	})
+	// The cache's size, read at scrape time: entries, and the bytes its
+	// arenas hold (responses and header text, live or not yet
+	// reclaimed), which is most of a responder's memory.
+	entries := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "gmtrust_ocsp_cache_entries", Help: "Responses in the OCSP response cache.",
+	}, func() float64 { n, _ := c.size(); return float64(n) })
+	held := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "gmtrust_ocsp_cache_bytes", Help: "Bytes the OCSP response cache holds for responses and their headers, including space freed and not yet reclaimed.",
+	}, func() float64 { _, b := c.size(); return float64(b) })
 	m := &metrics{
 		cacheHit: cache.WithLabelValues("hit"), cacheMiss: cache.WithLabelValues("miss"), cacheStale: cache.WithLabelValues("stale"),
 		cacheRevalidated: cache.WithLabelValues("revalidated"),
@@ -1276,10 +1285,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.refreshes[k] = refreshes.WithLabelValues(k.String())
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{requests, cache, refreshes, sign, presigned, presignErrs, backlog} {
+		for _, col := range []prometheus.Collector{requests, cache, refreshes, sign, presigned, presignErrs, backlog, entries, held} {
 			// A second responder on the same registry (tests) shares the
 			// first one's series; that is not worth failing for.
-			_ = reg.Register(c)
+			_ = reg.Register(col)
 		}
 	}
 	return m

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -148,5 +149,26 @@ func TestRunRateOverload(t *testing.T) {
 	// the second after it: the rest is left unsent.
 	if res.Unsent < 100 || len(res.Latencies)+res.Unsent < 480 {
 		t.Errorf("%d unsent, %d answered of ~500 scheduled", res.Unsent, len(res.Latencies))
+	}
+}
+
+// TestTimeline: samples land in the interval of their scheduled time,
+// and each interval reports its own count, p99 and max.
+func TestTimeline(t *testing.T) {
+	ms := time.Millisecond
+	r := rateResult{Duration: 300 * ms}
+	for i := range 100 {
+		r.Samples = append(r.Samples, sample{at: time.Duration(i) * ms, lat: ms})            // first interval: fast
+		r.Samples = append(r.Samples, sample{at: 200*ms + time.Duration(i)*ms, lat: 2 * ms}) // third
+	}
+	r.Samples = append(r.Samples, sample{at: 250 * ms, lat: 40 * ms}) // one slow answer in the third
+	got := r.timeline(100 * ms)
+	want := []string{
+		"TIMELINE at_ms=0 requests=100 p99_ms=1.000 max_ms=1.000",
+		"TIMELINE at_ms=100 requests=0 p99_ms=0.000 max_ms=0.000",
+		"TIMELINE at_ms=200 requests=101 p99_ms=2.000 max_ms=40.000",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("timeline:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
