@@ -199,7 +199,7 @@ func (k *slotKey) bytes() []byte { return k[1 : 1+k[0]] }
 // A shard keeps no heap object per entry. 100 000 cached responses are
 // most of a responder's heap, and a collection visits every object it can
 // reach: when each entry, its response and its key were objects of their
-// own, marking them took 25-50 ms of CPU per collection and the
+// own, marking them took 20-50 ms of CPU per collection and the
 // collections set the p99 of a loaded responder (BENCHMARKS.md). Here an
 // entry is a record in recs, a pointer-free slice; its key maps to the
 // record's index in a pointer-free map; its response and header text are

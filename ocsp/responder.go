@@ -1240,7 +1240,7 @@ func newMetrics(reg prometheus.Registerer, c *cache) *metrics {
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gmtrust_ocsp_requests_total", Help: "OCSP requests answered, by HTTP method and outcome (certificate status for one-certificate answers).",
 	}, []string{"method", "outcome"})
-	cache := prometheus.NewCounterVec(prometheus.CounterOpts{
+	lookups := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gmtrust_ocsp_cache_lookups_total", Help: "OCSP response cache lookups: hit, revalidated (past its cache age, status confirmed by the store), miss, or stale (served past its cache age because the store failed).",
 	}, []string{"result"})
 	refreshes := prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -1269,8 +1269,8 @@ func newMetrics(reg prometheus.Registerer, c *cache) *metrics {
 		Name: "gmtrust_ocsp_cache_bytes", Help: "Bytes the OCSP response cache holds for responses and their headers, including space freed and not yet reclaimed.",
 	}, func() float64 { _, b := c.size(); return float64(b) })
 	m := &metrics{
-		cacheHit: cache.WithLabelValues("hit"), cacheMiss: cache.WithLabelValues("miss"), cacheStale: cache.WithLabelValues("stale"),
-		cacheRevalidated: cache.WithLabelValues("revalidated"),
+		cacheHit: lookups.WithLabelValues("hit"), cacheMiss: lookups.WithLabelValues("miss"), cacheStale: lookups.WithLabelValues("stale"),
+		cacheRevalidated: lookups.WithLabelValues("revalidated"),
 		presigned:        presigned, presignErrs: presignErrs, backlog: backlog,
 	}
 	for meth, name := range []string{"get", "post"} {
@@ -1285,7 +1285,7 @@ func newMetrics(reg prometheus.Registerer, c *cache) *metrics {
 		m.refreshes[k] = refreshes.WithLabelValues(k.String())
 	}
 	if reg != nil {
-		for _, col := range []prometheus.Collector{requests, cache, refreshes, sign, presigned, presignErrs, backlog, entries, held} {
+		for _, col := range []prometheus.Collector{requests, lookups, refreshes, sign, presigned, presignErrs, backlog, entries, held} {
 			// A second responder on the same registry (tests) shares the
 			// first one's series; that is not worth failing for.
 			_ = reg.Register(col)
