@@ -45,7 +45,16 @@ type entry struct {
 	// string; header(i) hands one out as the []string net/http wants
 	// without allocating.
 	hdr [hdrCount]string
+	meta
+	// version names the cache record an entry was read from (zero for
+	// one that was not), so that replace and markQueued act only on the
+	// record the caller saw.
+	version uint64
+}
 
+// meta is what an entry says besides its bytes. It holds no pointers, so
+// that a cache record can hold it as it is.
+type meta struct {
 	status                            Status
 	reason                            int
 	revokedAt, thisUpdate, nextUpdate instant
@@ -66,10 +75,6 @@ type entry struct {
 	verifiedAt, verifyBy instant
 	// httpMaxAge caps Cache-Control max-age (shorter for "unknown").
 	httpMaxAge time.Duration
-	// version names the cache record an entry was read from (zero for
-	// one that was not), so that replace and markQueued act only on the
-	// record the caller saw.
-	version uint64
 }
 
 // Indexes of entry.hdr.
@@ -110,11 +115,11 @@ func (e *entry) etag() string { return e.hdr[hdrETag] }
 // newEntry makes a cache entry for a signed response, cached at now.
 func (r *Responder) newEntry(der []byte, status Status, reason int, revokedAt, thisUpdate, nextUpdate, now time.Time, httpMaxAge time.Duration) *entry {
 	refreshAt, expires, verifyBy := r.cacheExpiry(now, status)
-	e := &entry{
-		der: der, status: status, reason: reason, revokedAt: instantOf(revokedAt),
+	e := &entry{der: der, meta: meta{
+		status: status, reason: reason, revokedAt: instantOf(revokedAt),
 		thisUpdate: instantOf(thisUpdate), nextUpdate: instantOf(nextUpdate), expires: expires, refreshAt: refreshAt,
 		verifiedAt: instantOf(now), verifyBy: verifyBy, httpMaxAge: httpMaxAge,
-	}
+	}}
 	sum := sha256.Sum256(der)
 	var b [256]byte
 	buf := append(b[:0], '"')
@@ -163,11 +168,9 @@ func (e *entry) hasStatus(st *CertStatus) bool {
 // never change.
 func (r *Responder) renewed(e *entry, now time.Time) *entry {
 	refreshAt, expires, verifyBy := r.cacheExpiry(now, e.status)
-	return &entry{
-		der: e.der, status: e.status, reason: e.reason, revokedAt: e.revokedAt,
-		thisUpdate: e.thisUpdate, nextUpdate: e.nextUpdate, expires: expires, refreshAt: refreshAt, revalidateUntil: e.revalidateUntil,
-		verifiedAt: instantOf(now), verifyBy: verifyBy, httpMaxAge: e.httpMaxAge, hdr: e.hdr,
-	}
+	m := e.meta
+	m.expires, m.refreshAt, m.verifiedAt, m.verifyBy = expires, refreshAt, instantOf(now), verifyBy
+	return &entry{der: e.der, hdr: e.hdr, meta: m}
 }
 
 // cacheKey appends the key of (issuer, hash, serial) to dst, which should
@@ -228,15 +231,8 @@ type record struct {
 	// values end at hdrEnd (offsets into the text).
 	chunk, off, derLen uint32
 	hdrEnd             [hdrCount]uint16
-
-	status                            Status
-	reason                            int
-	revokedAt, thisUpdate, nextUpdate instant
-	expires, revalidateUntil          instant
-	refreshAt                         instant
-	verifiedAt, verifyBy              instant
-	httpMaxAge                        time.Duration
-	version                           uint64
+	meta
+	version uint64
 	// ref is the CLOCK reference bit, set by hits under the read lock;
 	// queued marks the record asked of the refresher (queueRefresh).
 	ref, queued atomic.Bool
@@ -321,11 +317,7 @@ func (a *arena) wasteful() bool { return a.held-a.inUse > a.inUse+maxChunk }
 // view returns record r as an entry whose der and header strings are
 // views of the arena.
 func (s *cacheShard) view(r *record) *entry {
-	e := &entry{
-		status: r.status, reason: r.reason, revokedAt: r.revokedAt, thisUpdate: r.thisUpdate, nextUpdate: r.nextUpdate,
-		expires: r.expires, revalidateUntil: r.revalidateUntil, refreshAt: r.refreshAt,
-		verifiedAt: r.verifiedAt, verifyBy: r.verifyBy, httpMaxAge: r.httpMaxAge, version: r.version,
-	}
+	e := &entry{meta: r.meta, version: r.version}
 	n := r.size()
 	if n == 0 {
 		return e
@@ -364,9 +356,7 @@ func (s *cacheShard) put(i uint32, k slotKey, e *entry) {
 		s.copyIn(r, e)
 	}
 	r.key = k
-	r.status, r.reason, r.revokedAt, r.thisUpdate, r.nextUpdate = e.status, e.reason, e.revokedAt, e.thisUpdate, e.nextUpdate
-	r.expires, r.revalidateUntil, r.refreshAt = e.expires, e.revalidateUntil, e.refreshAt
-	r.verifiedAt, r.verifyBy, r.httpMaxAge = e.verifiedAt, e.verifyBy, e.httpMaxAge
+	r.meta = e.meta
 	s.version++
 	r.version = s.version
 	r.queued.Store(false)

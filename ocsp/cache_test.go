@@ -188,7 +188,7 @@ func TestCacheHitAllocs(t *testing.T) {
 func testEntry(key []byte, n int) *entry {
 	der := fmt.Appendf(nil, "%x/%d/", key, n)
 	der = append(der, bytes.Repeat([]byte{byte(n)}, 200+(n*37+int(key[len(key)-1]))%900)...)
-	e := &entry{der: der, status: Good, reason: -1, thisUpdate: instant(n)}
+	e := &entry{der: der, meta: meta{status: Good, reason: -1, thisUpdate: instant(n)}}
 	e.hdr[hdrETag] = fmt.Sprintf("%q", fmt.Sprint(n))
 	e.hdr[hdrLastModified] = "Fri, 27 Nov 2026 12:00:00 GMT"
 	e.hdr[hdrLength] = fmt.Sprint(len(der))

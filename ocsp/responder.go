@@ -798,7 +798,7 @@ func (r *Responder) resolve(ctx context.Context, iss *issuerState, id *CertID, w
 		return stale(err)
 	}
 	if !withDER {
-		return &entry{status: status, reason: reason, revokedAt: instantOf(revokedAt)}, nil
+		return &entry{meta: meta{status: status, reason: reason, revokedAt: instantOf(revokedAt)}}, nil
 	}
 	s := iss.signer.Load()
 	if s == nil {
