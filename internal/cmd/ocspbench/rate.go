@@ -141,25 +141,33 @@ type sample struct {
 }
 
 type rateResult struct {
-	Rate      float64         // asked for
-	Duration  time.Duration   // measured window
-	Latencies []time.Duration // from the scheduled send time, see rate
-	Samples   []sample        // the same, with their scheduled times
-	Completed int             // answers (200 or not) that arrived within the window
-	Unsent    int             // requests of the window still unsent drainLimit after it (overload)
-	Errors    int             // connection and protocol errors
-	Status    int             // answers other than 200
-	Late      time.Duration   // how far the last request of the window started behind schedule, worst connection
+	Rate      float64       // asked for
+	Duration  time.Duration // measured window
+	Samples   []sample      // latencies from the scheduled send time (see rate), with that time
+	Completed int           // answers (200 or not) that arrived within the window
+	Unsent    int           // requests of the window still unsent drainLimit after it (overload)
+	Errors    int           // connection and protocol errors
+	Status    int           // answers other than 200
+	Late      time.Duration // how far the last request of the window started behind schedule, worst connection
+}
+
+// latencies returns the latencies of the samples.
+func (r rateResult) latencies() []time.Duration {
+	l := make([]time.Duration, len(r.Samples))
+	for i, s := range r.Samples {
+		l[i] = s.lat
+	}
+	return l
 }
 
 func (r rateResult) line() string {
-	q := quantiles(r.Latencies, 0.5, 0.9, 0.99, 0.999, 1)
+	q := quantiles(r.latencies(), 0.5, 0.9, 0.99, 0.999, 1)
 	ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
 	// rps is what arrived within the window: below the rate asked for
 	// when the server (or this client) cannot keep up, which makes an
 	// overloaded run measure the capacity seen through this client.
 	return fmt.Sprintf("RESULT requests=%d seconds=%.2f rps=%.0f target_rps=%.0f p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f p999_ms=%.3f max_ms=%.3f behind_ms=%.1f unsent=%d errors=%d status_errors=%d",
-		len(r.Latencies), r.Duration.Seconds(), float64(r.Completed)/r.Duration.Seconds(), r.Rate,
+		len(r.Samples), r.Duration.Seconds(), float64(r.Completed)/r.Duration.Seconds(), r.Rate,
 		ms(q[0]), ms(q[1]), ms(q[2]), ms(q[3]), ms(q[4]), ms(r.Late), r.Unsent, r.Errors, r.Status)
 }
 
@@ -212,7 +220,7 @@ func runRate(ctx context.Context, cfg rateConfig) (rateResult, error) {
 	perConn := int(cfg.Rate*cfg.Duration.Seconds())/cfg.Conns + 1
 
 	type connResult struct {
-		lat       []sample
+		samples   []sample
 		completed int
 		unsent    int
 		errs      int
@@ -224,7 +232,7 @@ func runRate(ctx context.Context, cfg rateConfig) (rateResult, error) {
 	for i := range cfg.Conns {
 		wg.Go(func() {
 			cr := &results[i]
-			cr.lat = make([]sample, 0, perConn)
+			cr.samples = make([]sample, 0, perConn)
 			rng := rand.New(rand.NewPCG(uint64(i), uint64(start.UnixNano())))
 			c := &rateConn{addr: cfg.Addr}
 			defer c.close()
@@ -265,7 +273,7 @@ func runRate(ctx context.Context, cfg rateConfig) (rateResult, error) {
 				case status != 200:
 					cr.status++
 				default:
-					cr.lat = append(cr.lat, sample{at: sched.Sub(measureFrom), lat: done.Sub(from)})
+					cr.samples = append(cr.samples, sample{at: sched.Sub(measureFrom), lat: done.Sub(from)})
 				}
 			}
 		})
@@ -273,10 +281,7 @@ func runRate(ctx context.Context, cfg rateConfig) (rateResult, error) {
 	wg.Wait()
 	res := rateResult{Rate: cfg.Rate, Duration: cfg.Duration}
 	for _, cr := range results {
-		res.Samples = append(res.Samples, cr.lat...)
-		for _, s := range cr.lat {
-			res.Latencies = append(res.Latencies, s.lat)
-		}
+		res.Samples = append(res.Samples, cr.samples...)
 		res.Completed += cr.completed
 		res.Unsent += cr.unsent
 		res.Errors += cr.errs

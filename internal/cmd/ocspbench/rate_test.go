@@ -73,21 +73,21 @@ func TestRunRate(t *testing.T) {
 				t.Errorf("status errors = %d, want >= %d", res.Status, tc.minStatus)
 			}
 			if !tc.wantOK {
-				if len(res.Latencies) != 0 {
-					t.Errorf("%d latencies recorded for failed answers", len(res.Latencies))
+				if len(res.Samples) != 0 {
+					t.Errorf("%d latencies recorded for failed answers", len(res.Samples))
 				}
 				return
 			}
 			// The schedule fixes the count: 500 in the window, give or
 			// take the connections' boundaries.
-			if n := len(res.Latencies); n < 490 || n > 510 {
+			if n := len(res.Samples); n < 490 || n > 510 {
 				t.Errorf("measured %d requests, want ~500", n)
 			}
 			if res.Completed < 480 || res.Completed > 510 {
 				t.Errorf("%d answers arrived in the window, want ~500", res.Completed)
 			}
 			line := res.line()
-			p99 := quantiles(res.Latencies, 0.99)[0]
+			p99 := quantiles(res.latencies(), 0.99)[0]
 			if tc.minP99 > 0 && p99 < tc.minP99 {
 				t.Errorf("p99 = %v, want >= %v (%s)", p99, tc.minP99, line)
 			}
@@ -147,8 +147,8 @@ func TestRunRateOverload(t *testing.T) {
 	}
 	// About 500 scheduled in the window, 100 answered in it and ~200 in
 	// the second after it: the rest is left unsent.
-	if res.Unsent < 100 || len(res.Latencies)+res.Unsent < 480 {
-		t.Errorf("%d unsent, %d answered of ~500 scheduled", res.Unsent, len(res.Latencies))
+	if res.Unsent < 100 || len(res.Samples)+res.Unsent < 480 {
+		t.Errorf("%d unsent, %d answered of ~500 scheduled", res.Unsent, len(res.Samples))
 	}
 }
 
