@@ -35,11 +35,7 @@ test: test-deps
 	$(MAKE) --no-print-directory fuzz
 
 fuzz:
-	@for t in $$(scripts/fuzz-targets.sh); do \
-		pkg=$${t%%:*}; name=$${t##*:}; \
-		echo "fuzz $$pkg $$name for $(FUZZTIME)"; \
-		$(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZE) $$pkg || exit 1; \
-	done
+	@GO=$(GO) scripts/fuzz.sh $(FUZZTIME) $(FUZZMINIMIZE)
 
 test-deps:
 	@scripts/install-test-deps.sh
